@@ -1,0 +1,38 @@
+"""Durable workflows and steps, checkpointed in SQLite or PostgreSQL.
+
+``from dbos_core import DBOS, Queue, SetWorkflowID, ...`` mirrors the seeds'
+``from dbos import ...``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import error
+from .classes import DBOSConfiguredInstance
+from .config import DBOSConfig
+from .dbos import DBOS
+from .handles import WorkflowHandle, WorkflowHandleAsync
+from .options import SetAuthenticatedUser, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
+from .serialization import JsonSerializer, PickleSerializer, Serializer
+from .types import StepInfo, WorkflowInputs, WorkflowStatus, WorkflowStatusString
+
+__all__ = [
+    "DBOS",
+    "DBOSConfig",
+    "DBOSConfiguredInstance",
+    "JsonSerializer",
+    "PickleSerializer",
+    "Serializer",
+    "SetAuthenticatedUser",
+    "SetEnqueueOptions",
+    "SetWorkflowID",
+    "SetWorkflowTimeout",
+    "StepInfo",
+    "WorkflowHandle",
+    "WorkflowHandleAsync",
+    "WorkflowInputs",
+    "WorkflowStatus",
+    "WorkflowStatusString",
+    "error",
+]

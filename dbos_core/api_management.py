@@ -1,0 +1,7 @@
+"""The management part of the ``DBOS`` facade (a mixin of classmethods)."""
+
+from __future__ import annotations
+
+
+class ManagementAPI:
+    pass

@@ -1,0 +1,123 @@
+"""How values are turned into text for the system database.
+
+The seeds' default is pickle, base64-encoded; a JSON serializer ships too. Errors
+are stored through the same serializer when it can carry them, otherwise as a
+portable ``{type, message}`` record so that any reader can still show them.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+import pickle
+from abc import ABC, abstractmethod
+from typing import Any
+
+from .error import DBOSSerializationError, DBOSWorkflowRuntimeError
+
+_ERROR_MARKER = "__dbos_error__"
+
+
+class Serializer(ABC):
+    """Turns values into strings and back; supply one in ``DBOSConfig['serializer']``."""
+
+    @abstractmethod
+    def serialize(self, data: Any) -> str: ...
+
+    @abstractmethod
+    def deserialize(self, serialized_data: str) -> Any: ...
+
+
+class PickleSerializer(Serializer):
+    """The default: ``pickle`` then base64, so any picklable value round-trips."""
+
+    def serialize(self, data: Any) -> str:
+        return base64.b64encode(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
+
+    def deserialize(self, serialized_data: str) -> Any:
+        return pickle.loads(base64.b64decode(serialized_data))
+
+
+class JsonSerializer(Serializer):
+    """Portable JSON; values must be JSON types (tuples come back as lists)."""
+
+    def serialize(self, data: Any) -> str:
+        return json.dumps(data, separators=(",", ":"))
+
+    def deserialize(self, serialized_data: str) -> Any:
+        return json.loads(serialized_data)
+
+
+def describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def serialize_value(serializer: Serializer, value: Any, what: str) -> str:
+    """Serialize or raise a ``DBOSSerializationError`` naming what could not be stored."""
+    try:
+        return serializer.serialize(value)
+    except Exception as exc:
+        raise DBOSSerializationError(
+            f"Cannot serialize {what} {describe(value)} with {type(serializer).__name__}: {exc}"
+        ) from exc
+
+
+def deserialize_value(serializer: Serializer, text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return serializer.deserialize(text)
+    except Exception as exc:
+        raise DBOSSerializationError(
+            f"Cannot deserialize stored {what} with {type(serializer).__name__}: {exc}"
+        ) from exc
+
+
+def serialize_error(serializer: Serializer, error: BaseException) -> str:
+    """Store the exception itself when possible, else a portable description of it."""
+    try:
+        text = serializer.serialize(error)
+        # A serializer that "succeeds" but cannot give an exception back is no use here.
+        if isinstance(serializer.deserialize(text), BaseException):
+            return text
+    except Exception:
+        pass
+    record = {
+        _ERROR_MARKER: True,
+        "type": type(error).__name__,
+        "module": type(error).__module__,
+        "message": str(error),
+    }
+    try:
+        return serializer.serialize(record)
+    except Exception:
+        return json.dumps(record)
+
+
+def deserialize_error(serializer: Serializer, text: str | None) -> BaseException | None:
+    if text is None:
+        return None
+    try:
+        value = serializer.deserialize(text)
+    except Exception:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return DBOSWorkflowRuntimeError("UnreadableError", text[:200])
+    if isinstance(value, BaseException):
+        return value
+    if isinstance(value, dict) and value.get(_ERROR_MARKER):
+        type_name = str(value.get("type", "Exception"))
+        message = str(value.get("message", ""))
+        builtin = getattr(builtins, type_name, None)
+        if value.get("module") == "builtins" and isinstance(builtin, type) and issubclass(
+            builtin, Exception
+        ):
+            try:
+                return builtin(message)
+            except Exception:
+                pass
+        return DBOSWorkflowRuntimeError(type_name, message)
+    return DBOSWorkflowRuntimeError("Exception", str(value))

@@ -1,0 +1,14 @@
+"""Plain records read from storage; free of SQLAlchemy so the runtime imports fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    function_id: int
+    function_name: str
+    output: str | None
+    error: str | None
+    child_workflow_id: str | None

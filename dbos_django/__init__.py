@@ -1,0 +1,1 @@
+"""The django adapter of the durable-workflow suite (see README)."""

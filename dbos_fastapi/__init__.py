@@ -1,0 +1,1 @@
+"""The fastapi adapter of the durable-workflow suite (see README)."""

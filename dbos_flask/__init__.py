@@ -1,0 +1,1 @@
+"""The flask adapter of the durable-workflow suite (see README)."""
