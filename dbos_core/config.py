@@ -83,7 +83,9 @@ def _positive_int(config: dict[str, Any], key: str, default: int) -> int:
     if value is None:
         return default
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise DBOSConfigurationError(f"DBOSConfig[{key!r}] must be a positive integer, got {value!r}")
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{key!r}] must be a positive integer, got {value!r}"
+        )
     return value
 
 
@@ -92,14 +94,18 @@ def _positive_float(config: dict[str, Any], key: str, default: float) -> float:
     if value is None:
         return default
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise DBOSConfigurationError(f"DBOSConfig[{key!r}] must be a positive number, got {value!r}")
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{key!r}] must be a positive number, got {value!r}"
+        )
     return float(value)
 
 
 def _optional_str(config: dict[str, Any], key: str) -> str | None:
     value = config.get(key)
     if value is not None and (not isinstance(value, str) or not value):
-        raise DBOSConfigurationError(f"DBOSConfig[{key!r}] must be a non-empty string, got {value!r}")
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{key!r}] must be a non-empty string, got {value!r}"
+        )
     return value
 
 
@@ -145,7 +151,9 @@ def check_database_url(url: str, key: str) -> str:
 def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
     """Validate a user's ``DBOSConfig`` and fill in every default."""
     if not isinstance(config, dict):
-        raise DBOSConfigurationError(f"DBOS config must be a dict (DBOSConfig), got {type(config).__name__}")
+        raise DBOSConfigurationError(
+            f"DBOS config must be a dict (DBOSConfig), got {type(config).__name__}"
+        )
     raw: dict[str, Any] = dict(config)
     unknown = sorted(set(raw) - KNOWN_KEYS - {"database_url"})
     if unknown:
@@ -155,7 +163,9 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         )
     name = raw.get("name")
     if not isinstance(name, str) or not name:
-        raise DBOSConfigurationError("DBOSConfig['name'] is required and must be a non-empty string")
+        raise DBOSConfigurationError(
+            "DBOSConfig['name'] is required and must be a non-empty string"
+        )
     if not _NAME_RE.match(name):
         raise DBOSConfigurationError(
             f"DBOSConfig['name'] {name!r} may only contain letters, digits, '_', '-' and '.'"
@@ -175,7 +185,9 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
 
     engine_kwargs = raw.get("db_engine_kwargs")
     if engine_kwargs is not None and not isinstance(engine_kwargs, dict):
-        raise DBOSConfigurationError(f"DBOSConfig['db_engine_kwargs'] must be a dict, got {engine_kwargs!r}")
+        raise DBOSConfigurationError(
+            f"DBOSConfig['db_engine_kwargs'] must be a dict, got {engine_kwargs!r}"
+        )
     schema = raw.get("dbos_system_schema") or "dbos"
     if not isinstance(schema, str) or not _SCHEMA_RE.match(schema):
         raise DBOSConfigurationError(
@@ -194,10 +206,14 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         )
     run_admin = raw.get("run_admin_server")
     if run_admin is not None and not isinstance(run_admin, bool):
-        raise DBOSConfigurationError(f"DBOSConfig['run_admin_server'] must be a bool, got {run_admin!r}")
+        raise DBOSConfigurationError(
+            f"DBOSConfig['run_admin_server'] must be a bool, got {run_admin!r}"
+        )
     admin_port = _positive_int(raw, "admin_port", 3001)
     if admin_port > 65535:
-        raise DBOSConfigurationError(f"DBOSConfig['admin_port'] must be a TCP port, got {admin_port}")
+        raise DBOSConfigurationError(
+            f"DBOSConfig['admin_port'] must be a TCP port, got {admin_port}"
+        )
     executor_id = _optional_str(raw, "executor_id") or os.environ.get("DBOS__VMID") or "local"
 
     return ResolvedConfig(

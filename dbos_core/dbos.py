@@ -133,7 +133,9 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI):
             if rt.stopped:
                 raise DBOSInitializationError("This DBOS instance was destroyed; create a new one")
             rt.launch()
-        threading.Thread(target=recover_pending, args=(rt,), name="dbos-recovery", daemon=True).start()
+        threading.Thread(
+            target=recover_pending, args=(rt,), name="dbos-recovery", daemon=True
+        ).start()
 
     @classmethod
     def destroy(cls, *, destroy_registry: bool = False) -> None:
@@ -160,7 +162,9 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI):
         """Drop and recreate every system table. Only before ``launch()``."""
         instance = DBOS._current
         if instance is None:
-            raise DBOSInitializationError("Configure DBOS(config=...) before reset_system_database()")
+            raise DBOSInitializationError(
+                "Configure DBOS(config=...) before reset_system_database()"
+            )
         rt = instance._runtime
         if rt.launched:
             raise DBOSInitializationError(
@@ -173,7 +177,10 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI):
 
     @classmethod
     def workflow(
-        cls, *, name: str | None = None, max_recovery_attempts: int | None = DEFAULT_MAX_RECOVERY_ATTEMPTS
+        cls,
+        *,
+        name: str | None = None,
+        max_recovery_attempts: int | None = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Make a function a durable workflow."""
         if max_recovery_attempts is not None and (
@@ -269,7 +276,9 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI):
     # -- starting and finding workflows -------------------------------------------
 
     @classmethod
-    def start_workflow(cls, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> WorkflowHandle[R]:
+    def start_workflow(
+        cls, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[R]:
         """Start a workflow in the background and return a handle to it."""
         reg, bound = registration_of(func)
         _require_workflow(reg)
@@ -282,7 +291,10 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI):
 
     @classmethod
     async def start_workflow_async(
-        cls, func: Callable[P, Coroutine[Any, Any, R]] | Callable[P, R], *args: P.args, **kwargs: P.kwargs
+        cls,
+        func: Callable[P, Coroutine[Any, Any, R]] | Callable[P, R],
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> WorkflowHandleAsync[R]:
         """Start a workflow in the background; a coroutine workflow runs on this event loop."""
         reg, bound = registration_of(func)
@@ -295,7 +307,9 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI):
         return WorkflowHandleAsync(started.workflow_id)
 
     @classmethod
-    def retrieve_workflow(cls, workflow_id: str, existing_workflow: bool = True) -> WorkflowHandle[Any]:
+    def retrieve_workflow(
+        cls, workflow_id: str, existing_workflow: bool = True
+    ) -> WorkflowHandle[Any]:
         """A handle to a workflow by ID (checked to exist unless ``existing_workflow=False``)."""
         if existing_workflow:
             rt = global_state.get_runtime()
@@ -392,4 +406,3 @@ def _step_options(
     ):
         raise bad("backoff_rate", backoff_rate, "a number >= 1")
     return StepOptions(retries_allowed, float(interval_seconds), max_attempts, float(backoff_rate))
-

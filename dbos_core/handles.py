@@ -47,7 +47,9 @@ class WorkflowHandle(Generic[R]):
     def get_workflow_id(self) -> str:
         return self.workflow_id
 
-    def get_result(self, *, polling_interval_sec: float | None = None, timeout: float | None = None) -> R:
+    def get_result(
+        self, *, polling_interval_sec: float | None = None, timeout: float | None = None
+    ) -> R:
         """Wait for the workflow to finish; return its result or raise its error."""
         return run_sync(result_protocol(self.workflow_id, timeout))  # type: ignore[no-any-return]
 
@@ -67,8 +69,11 @@ class WorkflowHandleAsync(Generic[R]):
     def get_workflow_id(self) -> str:
         return self.workflow_id
 
-    async def get_result(self, *, polling_interval_sec: float | None = None, timeout: float | None = None) -> R:
-        return await run_async(result_protocol(self.workflow_id, timeout))  # type: ignore[no-any-return]
+    async def get_result(
+        self, *, polling_interval_sec: float | None = None, timeout: float | None = None
+    ) -> R:
+        result: R = await run_async(result_protocol(self.workflow_id, timeout))
+        return result
 
     async def get_status(self) -> WorkflowStatus:
         return await run_async(status_protocol(self.workflow_id))

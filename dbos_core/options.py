@@ -78,13 +78,19 @@ class SetEnqueueOptions(_ScopedOption):
         app_version: str | None = None,
     ) -> None:
         if priority is not None and (
-            isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= _MAX_PRIORITY
+            isinstance(priority, bool)
+            or not isinstance(priority, int)
+            or not 1 <= priority <= _MAX_PRIORITY
         ):
             raise DBOSException(
                 f"Queue priority must be an integer from 1 to {_MAX_PRIORITY}, got {priority!r}"
             )
-        if deduplication_id is not None and (not isinstance(deduplication_id, str) or not deduplication_id):
-            raise DBOSException(f"deduplication_id must be a non-empty string, got {deduplication_id!r}")
+        if deduplication_id is not None and (
+            not isinstance(deduplication_id, str) or not deduplication_id
+        ):
+            raise DBOSException(
+                f"deduplication_id must be a non-empty string, got {deduplication_id!r}"
+            )
         if queue_partition_key is not None and (
             not isinstance(queue_partition_key, str) or not queue_partition_key
         ):

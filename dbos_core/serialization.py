@@ -33,7 +33,9 @@ class PickleSerializer(Serializer):
     """The default: ``pickle`` then base64, so any picklable value round-trips."""
 
     def serialize(self, data: Any) -> str:
-        return base64.b64encode(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
+        return base64.b64encode(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)).decode(
+            "ascii"
+        )
 
     def deserialize(self, serialized_data: str) -> Any:
         return pickle.loads(base64.b64decode(serialized_data))
@@ -112,8 +114,10 @@ def deserialize_error(serializer: Serializer, text: str | None) -> BaseException
         type_name = str(value.get("type", "Exception"))
         message = str(value.get("message", ""))
         builtin = getattr(builtins, type_name, None)
-        if value.get("module") == "builtins" and isinstance(builtin, type) and issubclass(
-            builtin, Exception
+        if (
+            value.get("module") == "builtins"
+            and isinstance(builtin, type)
+            and issubclass(builtin, Exception)
         ):
             try:
                 return builtin(message)

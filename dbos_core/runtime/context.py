@@ -86,7 +86,9 @@ class RequestContext:
 
     def user(self) -> tuple[str | None, list[str] | None]:
         if self._resolved is None:
-            self._resolved = self.user_resolver() if self.user_resolver is not None else (None, None)
+            self._resolved = (
+                self.user_resolver() if self.user_resolver is not None else (None, None)
+            )
         return self._resolved
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import select
 import threading
 from typing import Any
 
@@ -19,6 +21,8 @@ class PostgresListener:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._conn: Any = None
+        # Writing to this pipe interrupts the select() of the listening thread at once.
+        self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="dbos-listener", daemon=True)
 
     def start(self, wait_ready: float = 5.0) -> None:
@@ -28,13 +32,10 @@ class PostgresListener:
 
     def stop(self) -> None:
         self._stop.set()
-        conn = self._conn
-        if conn is not None:
-            try:
-                conn.cancel_safe(timeout=1.0)
-            except Exception:
-                pass
+        os.write(self._wake_w, b"x")
         self._thread.join(timeout=5.0)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     def _run(self) -> None:
         import psycopg
@@ -53,7 +54,10 @@ class PostgresListener:
                     first = False
                     delay = 0.1
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
+                        readable, _, _ = select.select([conn.fileno(), self._wake_r], [], [], 30.0)
+                        if self._wake_r in readable:
+                            break
+                        for note in conn.notifies(timeout=0):
                             self._notifier.notify(note.payload)
             except Exception as exc:
                 self._conn = None

@@ -72,9 +72,9 @@ class Runtime:
         self._listener: Any = None
         # Cross-process changes reach us by NOTIFY on PostgreSQL; on SQLite only by polling.
         self.poll_interval = (
-            config.notification_poll_interval if self.sysdb.is_sqlite else max(
-                config.notification_poll_interval, 2.0
-            )
+            config.notification_poll_interval
+            if self.sysdb.is_sqlite
+            else max(config.notification_poll_interval, 2.0)
         )
 
     # -- lifecycle -----------------------------------------------------------

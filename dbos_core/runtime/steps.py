@@ -33,7 +33,9 @@ def replay(rt: Runtime, record: StepRecord) -> Any:
         error = deserialize_error(rt.serializer, record.error)
         assert error is not None
         raise error
-    return deserialize_value(rt.serializer, record.output, f"output of step {record.function_name!r}")
+    return deserialize_value(
+        rt.serializer, record.output, f"output of step {record.function_name!r}"
+    )
 
 
 def begin_step(rt: Runtime, state: ctx.WorkflowState, name: str) -> tuple[int, StepRecord | None]:
@@ -44,7 +46,9 @@ def begin_step(rt: Runtime, state: ctx.WorkflowState, name: str) -> tuple[int, S
     record = state.recorded.get(function_id)
     if record is not None:
         if record.function_name != name:
-            raise DBOSUnexpectedStepError(state.workflow_id, function_id, name, record.function_name)
+            raise DBOSUnexpectedStepError(
+                state.workflow_id, function_id, name, record.function_name
+            )
         return function_id, record
     # Preemption point: a cancelled or timed-out workflow stops before its next step.
     state.check_cancelled()
@@ -119,11 +123,14 @@ def checkpointed(
     except DBOSWorkflowCancelledError:
         raise
     except Exception as exc:
-        yield from record_outcome(rt, state, function_id, name, started, None, exc, child_workflow_id)
+        yield from record_outcome(
+            rt, state, function_id, name, started, None, exc, child_workflow_id
+        )
         raise  # record_outcome raised already; kept for type checkers
-    return (
-        yield from record_outcome(rt, state, function_id, name, started, result, None, child_workflow_id)
+    final: T = yield from record_outcome(
+        rt, state, function_id, name, started, result, None, child_workflow_id
     )
+    return final
 
 
 def step_protocol(

@@ -148,7 +148,9 @@ def start_protocol(
         authenticated_user=user,
         authenticated_roles=roles,
         assumed_role=role,
-        request_id=parent.request_id if parent is not None else (request.request_id if request else None),
+        request_id=parent.request_id
+        if parent is not None
+        else (request.request_id if request else None),
         queue_name=queue.queue_name if queue else None,
         queue_partition_key=queue.partition_key if queue else None,
         deduplication_id=queue.deduplication_id if queue else None,
@@ -210,15 +212,21 @@ def execute_protocol(
                 yield Blocking(lambda: _ensure_cancelled(rt, state.workflow_id))
                 raise
             error_text = serialize_error(rt.serializer, exc)
-            yield Blocking(lambda: rt.sysdb.workflows.finish(state.workflow_id, "ERROR", None, error_text))
+            yield Blocking(
+                lambda: rt.sysdb.workflows.finish(state.workflow_id, "ERROR", None, error_text)
+            )
             raise
         try:
             output = serialize_value(rt.serializer, result, f"result of workflow {reg.name!r}")
         except Exception as exc:
             error_text = serialize_error(rt.serializer, exc)
-            yield Blocking(lambda: rt.sysdb.workflows.finish(state.workflow_id, "ERROR", None, error_text))
+            yield Blocking(
+                lambda: rt.sysdb.workflows.finish(state.workflow_id, "ERROR", None, error_text)
+            )
             raise
-        yield Blocking(lambda: rt.sysdb.workflows.finish(state.workflow_id, "SUCCESS", output, None))
+        yield Blocking(
+            lambda: rt.sysdb.workflows.finish(state.workflow_id, "SUCCESS", output, None)
+        )
         return result
     finally:
         _exit_workflow(tokens)
@@ -250,7 +258,9 @@ def _exit_workflow(tokens: list[Any]) -> None:
         var.reset(token)
 
 
-def decode_outcome(rt: Runtime, workflow_id: str, status: str, output: str | None, error: str | None) -> Any:
+def decode_outcome(
+    rt: Runtime, workflow_id: str, status: str, output: str | None, error: str | None
+) -> Any:
     if status == "SUCCESS":
         return deserialize_value(rt.serializer, output, f"result of workflow {workflow_id!r}")
     if status == "ERROR":
@@ -331,13 +341,17 @@ def _log_background_failure(rt: Runtime, workflow_id: str) -> Any:
     return callback
 
 
-def call_protocol(reg: Registration, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Protocol[Any]:
+def call_protocol(
+    reg: Registration, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Protocol[Any]:
     """Calling a workflow function directly: run it inline and return its result."""
     started = yield from start_protocol(reg, args, kwargs, "call")
     rt = current_runtime()
     if started.created and started.state is not None:
         return (
-            yield from execute_protocol(rt, reg, started.state, started.call_args, started.call_kwargs)
+            yield from execute_protocol(
+                rt, reg, started.state, started.call_args, started.call_kwargs
+            )
         )
     return (yield from await_result_protocol(rt, started.workflow_id))
 
@@ -395,7 +409,9 @@ def state_from_row(rt: Runtime, m: Any) -> ctx.WorkflowState:
 
 def load_call(rt: Runtime, reg: Registration, m: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The stored inputs, with the configured instance put back in front for methods."""
-    inputs = deserialize_value(rt.serializer, m["inputs"], f"inputs of workflow {m['workflow_uuid']!r}")
+    inputs = deserialize_value(
+        rt.serializer, m["inputs"], f"inputs of workflow {m['workflow_uuid']!r}"
+    )
     args = tuple(inputs.get("args", ()))
     kwargs = dict(inputs.get("kwargs", {}))
     class_name, config_name = m["class_name"], m["config_name"]

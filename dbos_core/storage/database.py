@@ -139,7 +139,12 @@ class Database:
                 return
             except sa.exc.OperationalError as exc:
                 text = str(exc.orig) if exc.orig is not None else str(exc)
-                if not self.is_sqlite and not created and "does not exist" in text and self.owns_engine:
+                if (
+                    not self.is_sqlite
+                    and not created
+                    and "does not exist" in text
+                    and self.owns_engine
+                ):
                     self._create_pg_database()
                     created = True
                     continue

@@ -93,11 +93,15 @@ def migrate(db: Database) -> int:
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
             conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"')
         migrations_table.create(conn, checkfirst=True)
-        applied = int(conn.execute(sa.select(sa.func.max(migrations_table.c.version))).scalar() or 0)
+        applied = int(
+            conn.execute(sa.select(sa.func.max(migrations_table.c.version))).scalar() or 0
+        )
         for version in range(applied + 1, LATEST_VERSION + 1):
             MIGRATIONS[version - 1](conn, db)
             conn.execute(
-                migrations_table.insert().values(version=version, applied_at=int(time.time() * 1000))
+                migrations_table.insert().values(
+                    version=version, applied_at=int(time.time() * 1000)
+                )
             )
         return LATEST_VERSION - applied
 

@@ -56,7 +56,7 @@ class StepStore:
         ``StepNotRecorded`` if the workflow was cancelled or finished meanwhile.
         """
         stamp = now_ms()
-        values = [
+        values: list[Any] = [
             sa.literal(workflow_id, sa.Text),
             sa.literal(function_id, sa.Integer),
             sa.literal(function_name, sa.Text),
@@ -101,7 +101,9 @@ class StepStore:
             raise StepNotRecorded(workflow_id)
         return True, StepRecord(function_id, function_name, output, error, child_workflow_id)
 
-    def copy_prefix(self, conn: Any, source_id: str, target_id: str, before_function_id: int) -> None:
+    def copy_prefix(
+        self, conn: Any, source_id: str, target_id: str, before_function_id: int
+    ) -> None:
         """Copy the checkpoints of steps ``< before_function_id`` to another workflow (fork)."""
         cols = [
             oo.c.function_id,

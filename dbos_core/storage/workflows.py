@@ -18,6 +18,8 @@ from .database import Database, is_unique_violation
 from .schema import operation_outputs, workflow_status
 
 ws = workflow_status
+# SQLAlchemy's Row is generic over its column types; these rows are read by name.
+AnyRow = Row[Any, Any, Any, Any]
 
 
 def now_ms() -> int:
@@ -124,7 +126,7 @@ class WorkflowStore:
 
     def insert(
         self, wf: NewWorkflow, link: ChildLink | None = None
-    ) -> tuple[bool, Row[Any] | None]:
+    ) -> tuple[bool, AnyRow | None]:
         """Create the workflow unless its ID exists.
 
         Returns ``(True, None)`` when this call created it, else ``(False, row)`` with
@@ -132,10 +134,7 @@ class WorkflowStore:
         statement; a child also records its start as a step of the parent, atomically.
         """
         values = wf.values()
-        stmt = (
-            _insert_ignore(self.db, values)
-            .returning(ws.c.workflow_uuid)
-        )
+        stmt = _insert_ignore(self.db, values).returning(ws.c.workflow_uuid)
         try:
             if link is None:
                 with self.db.connect() as conn:
@@ -207,7 +206,9 @@ class WorkflowStore:
             ws.update()
             .where(
                 ws.c.workflow_uuid == workflow_id,
-                ws.c.status.in_(("CANCELLED", "ENQUEUED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "PENDING")),
+                ws.c.status.in_(
+                    ("CANCELLED", "ENQUEUED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "PENDING")
+                ),
             )
             .values(
                 status="PENDING",
@@ -256,11 +257,11 @@ class WorkflowStore:
 
     # -- reading --------------------------------------------------------------
 
-    def get_row(self, workflow_id: str) -> Row[Any] | None:
+    def get_row(self, workflow_id: str) -> AnyRow | None:
         with self.db.connect() as conn:
             return conn.execute(sa.select(ws).where(ws.c.workflow_uuid == workflow_id)).first()
 
-    def get_outcome_row(self, workflow_id: str) -> Row[Any] | None:
+    def get_outcome_row(self, workflow_id: str) -> AnyRow | None:
         """Just what a waiter for the result needs."""
         stmt = sa.select(ws.c.status, ws.c.output, ws.c.error, ws.c.name).where(
             ws.c.workflow_uuid == workflow_id
@@ -324,7 +325,9 @@ class WorkflowStore:
             rows = conn.execute(stmt).all()
         return [self.to_status(r, f.load_input, f.load_output) for r in rows]
 
-    def to_status(self, row: Row[Any], load_input: bool = True, load_output: bool = True) -> WorkflowStatus:
+    def to_status(
+        self, row: AnyRow, load_input: bool = True, load_output: bool = True
+    ) -> WorkflowStatus:
         m = row._mapping
         roles = m["authenticated_roles"]
         return WorkflowStatus(
@@ -389,10 +392,10 @@ def _record_child_step(conn: Connection, db: Database, link: ChildLink, child_id
             db,
             operation_outputs,
             dict(
-            workflow_uuid=link.parent_workflow_id,
-            function_id=link.function_id,
-            function_name=link.function_name,
-            child_workflow_id=child_id,
+                workflow_uuid=link.parent_workflow_id,
+                function_id=link.function_id,
+                function_name=link.function_name,
+                child_workflow_id=child_id,
                 started_at_epoch_ms=stamp,
                 completed_at_epoch_ms=stamp,
             ),

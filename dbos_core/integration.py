@@ -1,0 +1,111 @@
+"""The seam for web-framework adapters (FastAPI, Flask, Django).
+
+Adapters use only the public API plus this module: launching and destroying,
+a request scope (idempotency key, request id, lazily resolved user), and the
+mapping of DBOS errors to HTTP responses. The core never imports a framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .error import DBOSException
+from .runtime import context as ctx
+from .runtime import global_state
+
+UserResolver = Callable[[], tuple[str | None, list[str] | None]]
+
+DEFAULT_IDEMPOTENCY_HEADER = "dbos-idempotency-key"
+DEFAULT_REQUEST_ID_HEADER = "x-request-id"
+
+
+def is_configured() -> bool:
+    """True once ``DBOS(config=...)`` has run in this process."""
+    return global_state.peek_runtime() is not None
+
+
+def is_launched() -> bool:
+    rt = global_state.peek_runtime()
+    return rt is not None and rt.launched and not rt.stopped
+
+
+def launch() -> None:
+    """Launch the configured DBOS once; later calls do nothing."""
+    from .dbos import DBOS
+
+    if not is_launched():
+        DBOS.launch()
+
+
+def destroy() -> None:
+    from .dbos import DBOS
+
+    DBOS.destroy()
+
+
+@contextmanager
+def request_scope(
+    *,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
+    user_resolver: UserResolver | None = None,
+    assumed_role: str | None = None,
+) -> Iterator[ctx.RequestContext]:
+    """Scope one request: the key names its first workflow, the user is resolved lazily.
+
+    The scope is a context variable, so it ends with the block (or the task) and
+    never reaches another request or work started after the response.
+    """
+    request = ctx.RequestContext(
+        idempotency_key=idempotency_key or None,
+        request_id=request_id,
+        user_resolver=user_resolver,
+        assumed_role=assumed_role,
+    )
+    token = ctx.request_context.set(request)
+    try:
+        yield request
+    finally:
+        ctx.request_context.reset(token)
+
+
+def enter_request_scope(request: ctx.RequestContext) -> Any:
+    """For frameworks whose hooks cannot wrap a block (Flask): returns a token."""
+    return ctx.request_context.set(request)
+
+
+def exit_request_scope(token: Any) -> None:
+    ctx.request_context.reset(token)
+
+
+def new_request_context(
+    *,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
+    user_resolver: UserResolver | None = None,
+    assumed_role: str | None = None,
+) -> ctx.RequestContext:
+    return ctx.RequestContext(
+        idempotency_key=idempotency_key or None,
+        request_id=request_id,
+        user_resolver=user_resolver,
+        assumed_role=assumed_role,
+    )
+
+
+def current_request() -> ctx.RequestContext | None:
+    return ctx.request_context.get()
+
+
+def error_response(exc: DBOSException) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body an adapter should send for a DBOS error."""
+    body: dict[str, Any] = {"error": exc.code, "message": exc.message}
+    workflow_id = getattr(exc, "workflow_id", None)
+    if workflow_id is not None:
+        body["workflow_id"] = workflow_id
+    return exc.http_status, body
+
+
+RequestContext = ctx.RequestContext
