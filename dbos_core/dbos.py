@@ -90,9 +90,8 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI):
                     "A DBOS instance already exists; destroying it before configuring a new one"
                 )
                 DBOS.destroy()
-            instance = super().__new__(cls)
-            DBOS._current = instance
-            return instance
+            # Becomes the current instance only once __init__ has validated its config.
+            return super().__new__(cls)
 
     def __init__(
         self,
@@ -111,7 +110,9 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI):
         raw.setdefault("name", "dbos_app")
         self.config: ResolvedConfig = resolve_config(raw)
         self._runtime = Runtime(self.config)
-        global_state.set_runtime(self._runtime)
+        with _instance_lock:
+            DBOS._current = self
+            global_state.set_runtime(self._runtime)
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -66,6 +66,8 @@ def dbos_config(db_url: str) -> DBOSConfig:
         "name": "test-app",
         "system_database_url": db_url,
         "notification_poll_interval": 0.05,
+        # Tests register workflows after launch; a pinned version keeps recovery stable.
+        "application_version": "test-version",
     }
 
 

@@ -68,6 +68,9 @@ def record_outcome(
     """Checkpoint a finished step (one statement) and return what the workflow should see."""
     from ..storage.steps import StepNotRecorded
 
+    if rt.stopped:
+        # A destroyed runtime writes nothing more: the workflow stays PENDING for recovery.
+        raise DBOSDestroyedError("DBOS was destroyed while the workflow was running")
     if error is None:
         output_text = serialize_value(rt.serializer, result, f"output of step {name!r}")
         error_text = None

@@ -206,8 +206,9 @@ def execute_protocol(
         except DBOSDestroyedError:
             raise  # leave the workflow PENDING: a later launch recovers it
         except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise  # KeyboardInterrupt, SystemExit: the process is going away
+            if not isinstance(exc, Exception) or rt.stopped:
+                # KeyboardInterrupt, SystemExit, destroy(): the process is going away.
+                raise
             if isinstance(exc, DBOSWorkflowCancelledError) and state.is_cancelled():
                 yield Blocking(lambda: _ensure_cancelled(rt, state.workflow_id))
                 raise
@@ -224,6 +225,8 @@ def execute_protocol(
                 lambda: rt.sysdb.workflows.finish(state.workflow_id, "ERROR", None, error_text)
             )
             raise
+        if rt.stopped:
+            raise DBOSDestroyedError("DBOS was destroyed before the workflow's outcome was stored")
         yield Blocking(
             lambda: rt.sysdb.workflows.finish(state.workflow_id, "SUCCESS", output, None)
         )

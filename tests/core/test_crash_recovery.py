@@ -1,0 +1,74 @@
+"""Real crashes: a child process is SIGKILLed mid-workflow and a new one resumes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.core.crashutil import kill9, lines, spawn, wait_for
+
+APP = Path(__file__).parent / "proc" / "crash_app.py"
+
+
+def test_sigkill_during_step_two_resumes_from_last_completed_step(
+    db_url: str, tmp_path: Path
+) -> None:
+    first = spawn(APP, db_url, str(tmp_path), "wf-crash-1")
+    try:
+        wait_for(lambda: len(lines(tmp_path / "step2")) == 1, what="step 2 to start")
+    finally:
+        kill9(first)
+    assert lines(tmp_path / "step1") == [str(first.pid)]
+    assert not (tmp_path / "done").exists()
+
+    (tmp_path / "release").touch()
+    second = spawn(APP, db_url, str(tmp_path), "wf-crash-1", env={"CRASH_APP_MODE": "recover"})
+    out, _ = second.communicate(timeout=60)
+    assert second.returncode == 0, out.decode()
+
+    # Step 1 completed before the crash: it never ran again.
+    assert lines(tmp_path / "step1") == [str(first.pid)]
+    # Step 2 was interrupted, so it ran again, in the new process.
+    assert lines(tmp_path / "step2") == [str(first.pid), str(second.pid)]
+    assert lines(tmp_path / "done") == [f"{second.pid} 50"]
+    assert lines(tmp_path / "result") == ["50"]
+
+
+def test_other_executor_does_not_recover_foreign_workflow(db_url: str, tmp_path: Path) -> None:
+    first = spawn(APP, db_url, str(tmp_path), "wf-crash-2", "--executor", "exec-a")
+    try:
+        wait_for(lambda: len(lines(tmp_path / "step2")) == 1, what="step 2 to start")
+    finally:
+        kill9(first)
+    (tmp_path / "release").touch()
+    # A process with another executor ID leaves exec-a's workflow alone...
+    from dbos_core import DBOS
+
+    DBOS(
+        config={
+            "name": "crash-app",
+            "system_database_url": db_url,
+            "executor_id": "exec-b",
+            "application_version": "crash-test-v1",
+        }
+    )
+    DBOS.launch()
+    try:
+        status = DBOS.retrieve_workflow("wf-crash-2").get_status()
+        assert status.status == "PENDING"
+        assert status.executor_id == "exec-a"
+    finally:
+        DBOS.destroy()
+    # ...and exec-a, restarted, picks it up.
+    second = spawn(
+        APP,
+        db_url,
+        str(tmp_path),
+        "wf-crash-2",
+        "--executor",
+        "exec-a",
+        env={"CRASH_APP_MODE": "recover"},
+    )
+    out, _ = second.communicate(timeout=60)
+    assert second.returncode == 0, out.decode()
+    assert lines(tmp_path / "step1") == [str(first.pid)]
+    assert lines(tmp_path / "result") == ["50"]
