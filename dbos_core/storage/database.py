@@ -74,10 +74,14 @@ class Database:
         translate = {SCHEMA_PLACEHOLDER: None if self.is_sqlite else schema}
         self.owns_engine = engine is None
         if engine is None:
+            # Autocommit as the engine default: a per-checkout switch would cost a
+            # statement on every connection return (SQLite resets it with a PRAGMA).
             engine = self._create_engine(pool_size, engine_kwargs or {})
-        self.engine: Engine = engine.execution_options(
-            isolation_level="AUTOCOMMIT", schema_translate_map=translate
-        )
+            self.engine: Engine = engine.execution_options(schema_translate_map=translate)
+        else:
+            self.engine = engine.execution_options(
+                isolation_level="AUTOCOMMIT", schema_translate_map=translate
+            )
 
     def _create_engine(self, pool_size: int, engine_kwargs: dict[str, Any]) -> Engine:
         kwargs = dict(engine_kwargs)
@@ -89,7 +93,11 @@ class Database:
             connect_args.setdefault("check_same_thread", False)
             connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
             engine = sa.create_engine(
-                self.url, poolclass=sa.pool.QueuePool, connect_args=connect_args, **kwargs
+                self.url,
+                poolclass=sa.pool.QueuePool,
+                connect_args=connect_args,
+                isolation_level="AUTOCOMMIT",
+                **kwargs,
             )
             sa.event.listen(engine, "connect", _sqlite_on_connect)
             return engine
@@ -100,7 +108,9 @@ class Database:
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("connect_timeout", 10)
         connect_args.setdefault("application_name", "dbos_core")
-        return sa.create_engine(self.url, connect_args=connect_args, **kwargs)
+        return sa.create_engine(
+            self.url, connect_args=connect_args, isolation_level="AUTOCOMMIT", **kwargs
+        )
 
     # -- transaction boundaries -------------------------------------------------
 

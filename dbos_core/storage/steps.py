@@ -18,9 +18,49 @@ class StepNotRecorded(Exception):
     """The checkpoint was refused because the workflow is no longer PENDING."""
 
 
+_RECORD_COLUMNS = (
+    "workflow_uuid",
+    "function_id",
+    "function_name",
+    "output",
+    "error",
+    "child_workflow_id",
+    "started_at_epoch_ms",
+    "completed_at_epoch_ms",
+)
+
+
+def _build_record_statement() -> Any:
+    """``INSERT ... SELECT <params> WHERE <workflow still PENDING>``, built once.
+
+    The condition makes the checkpoint refuse itself when the workflow was cancelled
+    (by any process) without costing a second round trip.
+    """
+    types = {
+        "function_id": sa.Integer(),
+        "started_at_epoch_ms": sa.BigInteger(),
+        "completed_at_epoch_ms": sa.BigInteger(),
+    }
+    params = [
+        sa.bindparam(f"p_{name}", type_=types.get(name, sa.Text())) for name in _RECORD_COLUMNS
+    ]
+    still_pending = (
+        sa.select(workflow_status.c.workflow_uuid)
+        .where(
+            workflow_status.c.workflow_uuid == sa.bindparam("p_workflow_uuid", type_=sa.Text()),
+            workflow_status.c.status == "PENDING",
+        )
+        .exists()
+    )
+    return oo.insert().from_select(
+        [oo.c[name] for name in _RECORD_COLUMNS], sa.select(*params).where(still_pending)
+    )
+
+
 class StepStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._record_stmt = _build_record_statement()
 
     def load(self, workflow_id: str) -> dict[int, StepRecord]:
         """All checkpoints of a workflow, read once when it resumes."""
@@ -56,40 +96,19 @@ class StepStore:
         ``StepNotRecorded`` if the workflow was cancelled or finished meanwhile.
         """
         stamp = now_ms()
-        values: list[Any] = [
-            sa.literal(workflow_id, sa.Text),
-            sa.literal(function_id, sa.Integer),
-            sa.literal(function_name, sa.Text),
-            sa.literal(output, sa.Text),
-            sa.literal(error, sa.Text),
-            sa.literal(child_workflow_id, sa.Text),
-            sa.literal(started_at_ms if started_at_ms is not None else stamp, sa.BigInteger),
-            sa.literal(stamp, sa.BigInteger),
-        ]
-        still_pending = (
-            sa.select(workflow_status.c.workflow_uuid)
-            .where(
-                workflow_status.c.workflow_uuid == workflow_id,
-                workflow_status.c.status == "PENDING",
-            )
-            .exists()
-        )
-        stmt = oo.insert().from_select(
-            [
-                oo.c.workflow_uuid,
-                oo.c.function_id,
-                oo.c.function_name,
-                oo.c.output,
-                oo.c.error,
-                oo.c.child_workflow_id,
-                oo.c.started_at_epoch_ms,
-                oo.c.completed_at_epoch_ms,
-            ],
-            sa.select(*values).where(still_pending),
-        )
+        params = {
+            "p_workflow_uuid": workflow_id,
+            "p_function_id": function_id,
+            "p_function_name": function_name,
+            "p_output": output,
+            "p_error": error,
+            "p_child_workflow_id": child_workflow_id,
+            "p_started_at_epoch_ms": started_at_ms if started_at_ms is not None else stamp,
+            "p_completed_at_epoch_ms": stamp,
+        }
         try:
             with self.db.connect() as conn:
-                inserted = conn.execute(stmt).rowcount
+                inserted = conn.execute(self._record_stmt, params).rowcount
         except sa.exc.IntegrityError as exc:
             if not is_unique_violation(exc):
                 raise
