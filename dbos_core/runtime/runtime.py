@@ -17,6 +17,7 @@ from . import effects
 from .context import WorkflowState
 from .notifier import Notifier, cancel_key
 from .registry import registry
+from .threads import DaemonThreadPool
 
 if TYPE_CHECKING:
     from ..storage.system_database import SystemDatabase
@@ -64,7 +65,7 @@ class Runtime:
         self.stopped = False
         self._lock = threading.Lock()
         self.active: dict[str, WorkflowState] = {}
-        self.workflow_pool: ThreadPoolExecutor | None = None
+        self.workflow_pool: DaemonThreadPool | None = None
         self.blocking_pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
@@ -83,9 +84,7 @@ class Runtime:
         self.sysdb.open(self.config.database_connect_timeout)
         if not self.app_version:
             self.app_version = registry.compute_app_version(__version__)
-        self.workflow_pool = ThreadPoolExecutor(
-            max_workers=self.config.max_workflow_threads, thread_name_prefix="dbos-workflow"
-        )
+        self.workflow_pool = DaemonThreadPool(self.config.max_workflow_threads, "dbos-workflow")
         self.blocking_pool = ThreadPoolExecutor(
             max_workers=max(4, self.config.sys_db_pool_size), thread_name_prefix="dbos-io"
         )
@@ -125,7 +124,7 @@ class Runtime:
         if self._listener is not None:
             self._listener.stop()
         if self.workflow_pool is not None:
-            self.workflow_pool.shutdown(wait=False, cancel_futures=True)
+            self.workflow_pool.shutdown()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:

@@ -72,3 +72,26 @@ def test_other_executor_does_not_recover_foreign_workflow(db_url: str, tmp_path:
     assert second.returncode == 0, out.decode()
     assert lines(tmp_path / "step1") == [str(first.pid)]
     assert lines(tmp_path / "result") == ["50"]
+
+
+EXIT_WHILE_RUNNING = """
+import sys, threading
+from dbos_core import DBOS
+DBOS(config={"name": "exits", "system_database_url": sys.argv[1]})
+@DBOS.workflow()
+def forever() -> None:
+    threading.Event().wait()
+DBOS.launch()
+DBOS.start_workflow(forever)
+print("started", flush=True)
+"""
+
+
+def test_program_can_end_while_a_workflow_runs(db_url: str, tmp_path: Path) -> None:
+    # Workflow threads are daemons: the work is durable, so the process need not wait.
+    script = tmp_path / "exits.py"
+    script.write_text(EXIT_WHILE_RUNNING)
+    proc = spawn(script, db_url)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()
+    assert b"started" in out
