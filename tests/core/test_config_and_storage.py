@@ -286,3 +286,35 @@ def test_import_is_light() -> None:
         timeout=60,
     )
     assert out.stdout.strip() == "False"
+
+
+VERSION_APP = """
+import sys
+from dbos_core import DBOS
+DBOS(config={"name": "versions", "system_database_url": sys.argv[1]})
+@DBOS.workflow()
+def wf() -> int:
+    return BODY
+DBOS.launch()
+print(DBOS.application_version)
+DBOS.destroy()
+"""
+
+
+def test_application_version_is_a_hash_of_workflow_source(db_url: str, tmp_path: Path) -> None:
+    def version_of(body: str) -> str:
+        script = tmp_path / f"app_{abs(hash(body))}.py"
+        script.write_text(VERSION_APP.replace("BODY", body))
+        out = subprocess.run(
+            [sys.executable, str(script), db_url],
+            env={"PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().splitlines()[-1]
+
+    first = version_of("1")
+    assert first == version_of("1")
+    assert first != version_of("2")
