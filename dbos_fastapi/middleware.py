@@ -87,12 +87,9 @@ class DBOSMiddleware:
         async def send_after_dbos(message: Message) -> None:
             kind = message["type"]
             if kind == "lifespan.startup.complete" and self.launch:
-                try:
-                    await asyncio.to_thread(self._start_dbos)
-                except Exception as exc:
-                    logger.exception("DBOS failed to launch")
-                    await send({"type": "lifespan.startup.failed", "message": f"DBOS: {exc}"})
-                    return
+                # If this raises, the app's lifespan unwinds (its shutdown code runs) and
+                # the app reports lifespan.startup.failed with our error.
+                await asyncio.to_thread(self._start_dbos)
             elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 await asyncio.to_thread(self._stop_dbos)
             await send(message)
