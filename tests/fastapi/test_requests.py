@@ -451,3 +451,28 @@ def test_streaming_response_is_untouched(dbos: type[DBOS], runs: Runs) -> None:
         assert response.headers["x-kind"] == "s"
         assert response.headers["content-type"].startswith("text/plain")
     assert b"".join(parts) == b"".join(f"chunk-{i};".encode() for i in range(5))
+
+
+def test_background_workflow_keeps_user_and_request_id(dbos: type[DBOS]) -> None:
+    app = FastAPI()
+    started: list[str] = []
+
+    @DBOS.workflow()
+    def audit() -> tuple[str | None, str | None]:
+        return DBOS.authenticated_user, DBOS.request_id
+
+    def later() -> None:
+        started.append(DBOS.start_workflow(audit).get_workflow_id())
+
+    @app.post("/audit")
+    def audit_endpoint(tasks: BackgroundTasks) -> str:
+        tasks.add_task(later)
+        return "queued"
+
+    app.add_middleware(DBOSMiddleware, user_resolver=lambda conn: conn.headers.get("x-user"))
+    response = TestClient(app).post(
+        "/audit", headers={"x-user": "erin", "x-request-id": "req-bg", "dbos-idempotency-key": "k"}
+    )
+    assert response.json() == "queued"
+    assert len(started) == 1 and started[0] != "k"
+    assert DBOS.retrieve_workflow(started[0]).get_result() == ("erin", "req-bg")
