@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import BackgroundTasks, Depends, FastAPI, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from starlette.authentication import (
@@ -476,3 +476,32 @@ def test_background_workflow_keeps_user_and_request_id(dbos: type[DBOS]) -> None
     assert response.json() == "queued"
     assert len(started) == 1 and started[0] != "k"
     assert DBOS.retrieve_workflow(started[0]).get_result() == ("erin", "req-bg")
+
+
+def test_websocket_connection_is_a_request_scope(dbos: type[DBOS]) -> None:
+    app = FastAPI()
+
+    @DBOS.workflow()
+    async def greet(name: str) -> dict[str, Any]:
+        return {"workflow_id": DBOS.workflow_id, "greeting": f"hi {name}"}
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        while True:
+            name = await websocket.receive_text()
+            if name == "bye":
+                break
+            await websocket.send_json(await greet(name))
+        await websocket.close()
+
+    app.add_middleware(DBOSMiddleware)
+    client = TestClient(app)
+    with client.websocket_connect("/ws", headers={"dbos-idempotency-key": "ws-1"}) as socket:
+        socket.send_text("ann")
+        first = socket.receive_json()
+        socket.send_text("ben")
+        second = socket.receive_json()
+        socket.send_text("bye")
+    assert first == {"workflow_id": "ws-1", "greeting": "hi ann"}
+    assert second["workflow_id"] != "ws-1" and second["greeting"] == "hi ben"
