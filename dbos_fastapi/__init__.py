@@ -9,11 +9,13 @@ answers DBOS errors with JSON (see README_SECTION.md).
 from __future__ import annotations
 
 from .errors import error_json_response, install_exception_handlers
+from .logs import RequestIdLogFilter
 from .middleware import DBOSMiddleware
 from .users import UserResolver, set_authenticated_user
 
 __all__ = [
     "DBOSMiddleware",
+    "RequestIdLogFilter",
     "UserResolver",
     "error_json_response",
     "install_exception_handlers",

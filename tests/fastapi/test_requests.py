@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +23,12 @@ from starlette.requests import HTTPConnection
 
 from dbos_core import DBOS, SetWorkflowID
 from dbos_core.error import DBOSNonExistentWorkflowError
-from dbos_fastapi import DBOSMiddleware, install_exception_handlers, set_authenticated_user
+from dbos_fastapi import (
+    DBOSMiddleware,
+    RequestIdLogFilter,
+    install_exception_handlers,
+    set_authenticated_user,
+)
 
 
 class Runs:
@@ -505,3 +511,42 @@ def test_websocket_connection_is_a_request_scope(dbos: type[DBOS]) -> None:
         socket.send_text("bye")
     assert first == {"workflow_id": "ws-1", "greeting": "hi ann"}
     assert second["workflow_id"] != "ws-1" and second["greeting"] == "hi ben"
+
+
+def test_request_id_reaches_log_records(dbos: type[DBOS]) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    app_log = logging.getLogger("test.fastapi.request-id")
+    handler = Collect()
+    handler.addFilter(RequestIdLogFilter())
+    app_log.addHandler(handler)
+    app_log.setLevel(logging.INFO)
+    app = FastAPI()
+
+    @DBOS.workflow()
+    def logged() -> None:
+        app_log.info("in workflow")
+
+    @app.post("/logged")
+    def logged_endpoint() -> None:
+        app_log.info("in endpoint")
+        logged()
+
+    app.add_middleware(DBOSMiddleware)
+    try:
+        TestClient(app).post(
+            "/logged", headers={"x-request-id": "req-log", "dbos-idempotency-key": "wf-log"}
+        )
+        app_log.info("outside")
+    finally:
+        app_log.removeHandler(handler)
+    seen = [(r.getMessage(), r.request_id, r.workflow_id) for r in records]  # type: ignore[attr-defined]
+    assert seen == [
+        ("in endpoint", "req-log", "-"),
+        ("in workflow", "req-log", "wf-log"),
+        ("outside", "-", "-"),
+    ]
