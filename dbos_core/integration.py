@@ -95,6 +95,11 @@ def new_request_context(
     )
 
 
+def close_idempotency_key(request: ctx.RequestContext) -> None:
+    """The response is sent: work started from now on (background tasks) gets its own ID."""
+    request.key_used = True
+
+
 def current_request() -> ctx.RequestContext | None:
     return ctx.request_context.get()
 

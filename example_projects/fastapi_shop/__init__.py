@@ -1,0 +1,1 @@
+"""The FastAPI shop example (see README.md)."""

@@ -1,0 +1,119 @@
+"""A small durable shop: checkout is a DBOS workflow behind FastAPI endpoints.
+
+Run it with ``python -m example_projects.fastapi_shop`` (SQLite file ``shop.sqlite``).
+Retrying a request with the same ``dbos-idempotency-key`` header never charges twice;
+killing the server mid-checkout and starting it again finishes the checkout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
+
+from dbos_core import DBOS, DBOSConfig
+from dbos_fastapi import DBOSMiddleware, install_exception_handlers
+
+log = logging.getLogger("shop")
+
+# Prices in cents.
+CATALOG: dict[str, int] = {"book": 1200, "pen": 250, "mug": 800}
+
+
+class Order(BaseModel):
+    items: dict[str, int] = Field(description="item name -> quantity")
+
+
+@DBOS.step()
+def price_order(items: dict[str, int]) -> int:
+    return sum(CATALOG[name] * quantity for name, quantity in items.items())
+
+
+@DBOS.step()
+def charge_card(customer: str | None, total_cents: int) -> str:
+    # A real payment API call. Its result is checkpointed, so a retried or recovered
+    # checkout reuses this payment ID instead of charging again.
+    payment_id = f"pay_{uuid.uuid4().hex[:12]}"
+    log.info("charged %s cents to %s: %s", total_cents, customer or "guest", payment_id)
+    return payment_id
+
+
+@DBOS.step()
+def send_confirmation(order_id: str, payment_id: str) -> None:
+    log.info("order %s confirmed (payment %s)", order_id, payment_id)
+
+
+@DBOS.workflow()
+def checkout(items: dict[str, int]) -> dict[str, Any]:
+    total = price_order(items)
+    payment_id = charge_card(DBOS.authenticated_user, total)
+    send_confirmation(DBOS.workflow_id or "", payment_id)
+    return {
+        "order_id": DBOS.workflow_id,
+        "customer": DBOS.authenticated_user,
+        "total_cents": total,
+        "payment_id": payment_id,
+    }
+
+
+def customer_of(conn: HTTPConnection) -> str | None:
+    # Stand-in for real authentication (a session, a JWT...): the customer's name.
+    return conn.headers.get("x-customer")
+
+
+def validate(order: Order) -> None:
+    unknown = sorted(set(order.items) - set(CATALOG))
+    if unknown:
+        raise HTTPException(422, f"unknown items: {', '.join(unknown)}")
+    if not order.items or any(q < 1 for q in order.items.values()):
+        raise HTTPException(422, "an order needs at least one item, each quantity >= 1")
+
+
+def create_app(config: DBOSConfig) -> FastAPI:
+    app = FastAPI(title="Durable shop")
+    install_exception_handlers(app)
+
+    @app.post("/checkout")
+    def checkout_now(order: Order) -> dict[str, Any]:
+        """Check out and wait for the receipt (a sync endpoint, run in the threadpool)."""
+        validate(order)
+        return checkout(order.items)
+
+    @app.post("/orders", status_code=202)
+    async def place_order(order: Order) -> dict[str, str]:
+        """Start checking out in the background; poll GET /orders/{order_id}."""
+        validate(order)
+        handle = await DBOS.start_workflow_async(checkout, order.items)
+        return {"order_id": handle.get_workflow_id()}
+
+    @app.get("/orders/{order_id}")
+    async def order_status(order_id: str) -> dict[str, Any]:
+        handle = await DBOS.retrieve_workflow_async(order_id)
+        status = await handle.get_status()
+        receipt = status.output if status.status == "SUCCESS" else None
+        return {"order_id": order_id, "status": status.status, "receipt": receipt}
+
+    @app.get("/orders/{order_id}/receipt")
+    async def order_receipt(order_id: str) -> dict[str, Any]:
+        handle = await DBOS.retrieve_workflow_async(order_id)
+        result: dict[str, Any] = await handle.get_result()
+        return result
+
+    # Launches DBOS after startup (recovering interrupted checkouts), destroys it at shutdown.
+    app.add_middleware(DBOSMiddleware, config=config, user_resolver=customer_of)
+    return app
+
+
+def default_config() -> DBOSConfig:
+    return {
+        "name": "fastapi-shop",
+        "system_database_url": os.environ.get("DBOS_SYSTEM_DATABASE_URL", "sqlite:///shop.sqlite"),
+    }
+
+
+app = create_app(default_config())
