@@ -129,6 +129,11 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI):
                     "DBOS.launch() called before DBOS(config=...): configure DBOS first"
                 )
             rt = instance._runtime
+            if rt.launched and rt.forked_away():
+                # A forked worker: start afresh on new connections and threads.
+                rt.abandon_after_fork()
+                rt = instance._runtime = Runtime(instance.config)
+                global_state.set_runtime(rt)
             if rt.launched:
                 return
             if rt.stopped:

@@ -28,7 +28,7 @@ def is_configured() -> bool:
 
 def is_launched() -> bool:
     rt = global_state.peek_runtime()
-    return rt is not None and rt.launched and not rt.stopped
+    return rt is not None and rt.launched and not rt.stopped and not rt.forked_away()
 
 
 def launch() -> None:

@@ -30,6 +30,12 @@ def get_runtime() -> Runtime:
         )
     if not rt.launched:
         raise DBOSNotLaunchedError("DBOS is configured but not launched: call DBOS.launch() first")
+    if rt.forked_away():
+        raise DBOSNotLaunchedError(
+            "DBOS was launched in a parent process before this process was forked; threads and "
+            "connections do not survive a fork, so call DBOS.launch() in each worker process "
+            "(for example in gunicorn's post_fork hook)"
+        )
     if rt.stopped:
         raise DBOSNotLaunchedError("DBOS was destroyed: create and launch a new DBOS instance")
     return rt

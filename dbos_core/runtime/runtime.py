@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -63,6 +64,8 @@ class Runtime:
         self.app_version: str = config.application_version or ""
         self.launched = False
         self.stopped = False
+        # The process that launched; a forked child must launch its own runtime.
+        self.pid: int | None = None
         self._lock = threading.Lock()
         self.active: dict[str, WorkflowState] = {}
         self.workflow_pool: DaemonThreadPool | None = None
@@ -81,6 +84,7 @@ class Runtime:
     # -- lifecycle -----------------------------------------------------------
 
     def launch(self) -> None:
+        self.pid = os.getpid()
         self.sysdb.open(self.config.database_connect_timeout)
         if not self.app_version:
             self.app_version = registry.compute_app_version(__version__)
@@ -134,6 +138,16 @@ class Runtime:
         if effects._blocking_pool is self.blocking_pool:
             effects.set_blocking_pool(None)
         self.sysdb.close()
+
+    def forked_away(self) -> bool:
+        """True in a child forked from the process that launched: no threads came along."""
+        return self.pid is not None and self.pid != os.getpid()
+
+    def abandon_after_fork(self) -> None:
+        """Drop the parent's connections without closing them (they are the parent's)."""
+        self.stopped = True
+        if self.sysdb.db.owns_engine:
+            self.sysdb.db.engine.dispose(close=False)
 
     # -- running work ----------------------------------------------------------
 

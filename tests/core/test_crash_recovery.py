@@ -95,3 +95,41 @@ def test_program_can_end_while_a_workflow_runs(db_url: str, tmp_path: Path) -> N
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out.decode()
     assert b"started" in out
+
+
+LAUNCH_THEN_FORK = """
+import os, sys
+from dbos_core import DBOS
+from dbos_core.error import DBOSNotLaunchedError
+DBOS(config={"name": "forks", "system_database_url": sys.argv[1]})
+@DBOS.workflow()
+def wf(x: int) -> int:
+    return x + 1
+DBOS.launch()
+assert wf(1) == 2
+pid = os.fork()
+if pid == 0:
+    try:
+        wf(2)
+        os._exit(3)  # must not run on the parent's threads and connections
+    except DBOSNotLaunchedError as exc:
+        assert "fork" in str(exc)
+    DBOS.launch()  # a fresh runtime for this worker
+    code = 0 if wf(5) == 6 else 4
+    DBOS.destroy()
+    os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert wf(10) == 11
+DBOS.destroy()
+print("ok")
+"""
+
+
+def test_launch_before_fork_needs_launch_in_child(db_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "fork.py"
+    script.write_text(LAUNCH_THEN_FORK)
+    proc = spawn(script, db_url)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode()
+    assert b"ok" in out
