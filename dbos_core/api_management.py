@@ -16,6 +16,7 @@ from .handles import WorkflowHandle, WorkflowHandleAsync
 from .runtime import context as ctx
 from .runtime.effects import Blocking, Protocol, run_async, run_sync
 from .runtime.global_state import get_runtime
+from .runtime.runtime import Runtime, Service, service_factories
 from .runtime.steps import checkpointed
 from .types import StepInfo, WorkflowStatus
 
@@ -45,38 +46,47 @@ def _steps_protocol(workflow_id: Any) -> Protocol[list[StepInfo]]:
     return (yield from checkpointed("DBOS.listWorkflowSteps", body))
 
 
-def _fork_protocol(
-    workflow_id: str, start_step: int, application_version: str | None
-) -> Protocol[str]:
+def fork_in_runtime(
+    rt: Runtime,
+    workflow_id: str,
+    start_step: int,
+    application_version: str | None,
+    new_workflow_id: str,
+) -> str:
+    """Fork in an application process: run the fork here when this process runs its code
+    version, otherwise leave it on the internal queue for a process of the right version."""
     from .runtime.workflows import recover_workflow
     from .storage import management as ops
 
+    source = rt.sysdb.workflows.get_row(workflow_id)
+    version = application_version or (
+        source._mapping["application_version"] if source is not None else None
+    )
+    run_here = version == rt.app_version
+    ops.fork(
+        rt.sysdb,
+        workflow_id,
+        start_step,
+        new_workflow_id=new_workflow_id,
+        application_version=application_version,
+        executor_id=rt.executor_id,
+        run_here=run_here,
+    )
+    if run_here:
+        recover_workflow(rt, new_workflow_id)
+    return new_workflow_id
+
+
+def _fork_protocol(
+    workflow_id: str, start_step: int, application_version: str | None
+) -> Protocol[str]:
     rt = get_runtime()
     new_id = ctx.take_assigned_workflow_id() or str(uuid.uuid4())
 
-    def create() -> str:
-        source = rt.sysdb.workflows.get_row(workflow_id)
-        version = application_version or (
-            source._mapping["application_version"] if source is not None else None
-        )
-        # Run it in this process when this process runs that code version; otherwise an
-        # application process of the right version takes it from the internal queue.
-        run_here = version == rt.app_version
-        ops.fork(
-            rt.sysdb,
-            workflow_id,
-            start_step,
-            new_workflow_id=new_id,
-            application_version=application_version,
-            executor_id=rt.executor_id,
-            run_here=run_here,
-        )
-        if run_here:
-            recover_workflow(rt, new_id)
-        return new_id
-
     def body() -> Protocol[str]:
-        forked: str = yield Blocking(create)
+        forked: str = yield Blocking(
+            lambda: fork_in_runtime(rt, workflow_id, start_step, application_version, new_id)
+        )
         return forked
 
     return (yield from checkpointed("DBOS.forkWorkflow", body))
@@ -187,3 +197,15 @@ class ManagementAPI:
     ) -> WorkflowHandleAsync[Any]:
         forked = await run_async(_fork_protocol(workflow_id, start_step, application_version))
         return WorkflowHandleAsync(forked)
+
+
+def _admin_server_factory(rt: Runtime) -> Service | None:
+    """Start the admin server only when configured; its module loads only then."""
+    if not rt.config.run_admin_server:
+        return None
+    from .admin_server import AdminServer
+
+    return AdminServer(rt)
+
+
+service_factories.append(_admin_server_factory)
