@@ -178,10 +178,17 @@ def _run_with_retries(
         delay = min(delay * 2, MAX_RETRY_DELAY)
 
 
+class DBOSNoSessionError(DBOSException, AttributeError):
+    """``DBOS.sql_session`` read outside a transaction (an AttributeError too, so that
+    ``hasattr`` and introspection keep working)."""
+
+    code = "NO_SQL_SESSION"
+
+
 def session_or_error() -> Any:
     session = current_session.get()
     if session is None:
-        raise DBOSException(
+        raise DBOSNoSessionError(
             "DBOS.sql_session is only available inside a function decorated with "
             "@DBOS.transaction()"
         )

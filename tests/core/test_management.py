@@ -263,3 +263,27 @@ async def test_async_management(dbos: type[DBOS]) -> None:
     with SetWorkflowID("aw-2"):
         handle = await DBOS.fork_workflow_async("aw-1", 1)
     assert await handle.get_result() == 8
+
+
+def test_management_calls_inside_a_workflow_are_steps(dbos: type[DBOS]) -> None:
+    @DBOS.workflow()
+    def other() -> int:
+        return 1
+
+    @DBOS.workflow()
+    def inspector() -> list[str]:
+        return [w.workflow_id for w in DBOS.list_workflows(workflow_id_prefix="other")]
+
+    with SetWorkflowID("other-1"):
+        other()
+    with SetWorkflowID("inspect"):
+        assert inspector() == ["other-1"]
+    with SetWorkflowID("other-2"):
+        other()
+    steps = DBOS.list_workflow_steps("inspect")
+    assert [s["function_name"] for s in steps] == ["DBOS.listWorkflows"]
+    assert steps[0]["output"][0].workflow_id == "other-1"
+    # A fork from step 2 replays step 1 from its checkpoint: the same answer, though
+    # the database has changed since; a fork from step 1 asks the database again.
+    assert DBOS.fork_workflow("inspect", 2).get_result() == ["other-1"]
+    assert DBOS.fork_workflow("inspect", 1).get_result() == ["other-1", "other-2"]

@@ -175,6 +175,7 @@ def test_coroutine_transaction_refused_at_decoration(txn_dbos: type[DBOS]) -> No
         DBOS.transaction(isolation_level="CHAOS")
     with pytest.raises(DBOSException, match="only available inside"):
         _ = DBOS.sql_session
+    assert not hasattr(DBOS, "sql_session")  # introspection is not broken by it
 
 
 def test_transaction_committed_before_sigkill_is_not_run_again(
@@ -215,3 +216,38 @@ def test_transaction_committed_before_sigkill_is_not_run_again(
         assert [s["function_name"] for s in client.list_workflow_steps("pay-1")] == [
             "record_payment"
         ]
+
+
+def test_transaction_from_async_workflow_and_dbos_class(txn_dbos: type[DBOS], app_url: str) -> None:
+    import asyncio
+
+    from dbos_core import DBOSConfiguredInstance
+
+    @DBOS.dbos_class()
+    class Greeter(DBOSConfiguredInstance):
+        def __init__(self, note: str) -> None:
+            self.note = note
+            super().__init__(config_name=note)
+
+        @DBOS.transaction()
+        def save(self, name: str) -> str:
+            DBOS.sql_session.execute(greetings.insert().values(name=name, note=self.note))
+            return f"{name}:{self.note}"
+
+        @DBOS.workflow()
+        async def greet(self, name: str) -> str:
+            # The seeds' pattern: a transaction is sync, run it off the event loop.
+            return await asyncio.to_thread(self.save, name)
+
+    greeter = Greeter("hello")
+
+    async def run() -> str:
+        with SetWorkflowID("async-txn"):
+            return await greeter.greet("zoe")
+
+    assert asyncio.run(run()) == "zoe:hello"
+    assert app_rows(app_url, greetings) == [("zoe", "hello")]
+    steps = DBOS.list_workflow_steps("async-txn")
+    assert [s["function_name"] for s in steps] == [
+        "test_transaction_from_async_workflow_and_dbos_class.<locals>.Greeter.save"
+    ]
