@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from . import error
 from .classes import DBOSConfiguredInstance
+from .client import ClientWorkflowHandle, ClientWorkflowHandleAsync, DBOSClient, EnqueueOptions
 from .config import DBOSConfig
 from .dbos import DBOS
 from .handles import WorkflowHandle, WorkflowHandleAsync
@@ -19,8 +20,12 @@ from .types import StepInfo, WorkflowInputs, WorkflowStatus, WorkflowStatusStrin
 
 __all__ = [
     "DBOS",
+    "ClientWorkflowHandle",
+    "ClientWorkflowHandleAsync",
+    "DBOSClient",
     "DBOSConfig",
     "DBOSConfiguredInstance",
+    "EnqueueOptions",
     "JsonSerializer",
     "PickleSerializer",
     "Serializer",

@@ -19,6 +19,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 from .api_management import ManagementAPI
 from .api_messaging import MessagingAPI
 from .api_queues import QueueAPI
+from .api_transactions import TransactionAPI
 from .config import DBOSConfig, ResolvedConfig, resolve_config
 from .error import (
     DBOSConflictingRegistrationError,
@@ -70,7 +71,7 @@ def registration_of(func: Callable[..., Any]) -> tuple[Registration, tuple[Any, 
     return reg, bound_self
 
 
-class DBOS(MessagingAPI, QueueAPI, ManagementAPI):
+class DBOS(MessagingAPI, QueueAPI, ManagementAPI, TransactionAPI):
     """Durable workflows and steps; configure once, then ``DBOS.launch()``."""
 
     logger: logging.Logger = logging.getLogger("dbos")

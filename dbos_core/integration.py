@@ -114,3 +114,15 @@ def error_response(exc: DBOSException) -> tuple[int, dict[str, Any]]:
 
 
 RequestContext = ctx.RequestContext
+
+
+def set_transaction_backend_factory(factory: Any) -> None:
+    """Make ``@DBOS.transaction`` use another application-database backend.
+
+    ``factory(runtime)`` returns a ``dbos_core.transactions.TransactionBackend`` (the
+    Django adapter supplies one backed by the Django ORM); ``None`` restores the
+    SQLAlchemy backend. Call it before the first transaction runs.
+    """
+    from .transactions.protocol import set_backend_factory
+
+    set_backend_factory(factory)

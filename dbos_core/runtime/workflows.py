@@ -18,6 +18,7 @@ from typing import Any, Literal
 from ..error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryError,
+    DBOSConflictingRegistrationError,
     DBOSConflictingWorkflowError,
     DBOSInvalidStepCallError,
     DBOSNonExistentWorkflowError,
@@ -105,6 +106,12 @@ def start_protocol(
     rt = current_runtime()
     parent = ctx.current_workflow.get()
     instance, call_args = split_instance(reg, args)
+    if instance is not None and reg.class_name is None:
+        raise DBOSConflictingRegistrationError(
+            f"Workflow {reg.name!r} is a method of {type(instance).__name__}, which is not a "
+            "DBOS class: decorate the class with @DBOS.dbos_class() so that recovery can find "
+            "the instance by its config_name"
+        )
     assigned = ctx.take_assigned_workflow_id()
     link: ChildLink | None = None
     if parent is not None:

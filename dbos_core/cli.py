@@ -1,0 +1,256 @@
+"""``dbos-suite``: the operator's command line for a DBOS system database.
+
+    dbos-suite migrate                      create or upgrade the system tables
+    dbos-suite reset --yes                  drop and recreate them (deletes all workflows)
+    dbos-suite workflow list [filters]      list workflows (table, or --json)
+    dbos-suite workflow get ID
+    dbos-suite workflow steps ID
+    dbos-suite workflow cancel ID
+    dbos-suite workflow resume ID           back onto the internal queue, to run again
+    dbos-suite workflow fork ID --step N    a new workflow from step N (earlier steps copied)
+    dbos-suite queue list [--workflows]     per-queue counts, or the queued workflows
+
+The database is ``--db-url`` or ``DBOS_SYSTEM_DATABASE_URL``. It works from storage
+alone (through ``DBOSClient``), so it never needs the application to be running.
+Exit status: 0 on success, 1 on an error the command reports, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from .error import DBOSException
+
+_STATUS_COLUMNS = ("workflow_id", "status", "name", "created_at", "queue_name", "app_version")
+
+
+class UsageError(Exception):
+    pass
+
+
+def _format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "(none)"
+
+    def cell(value: Any) -> str:
+        text = "" if value is None else str(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _format_record(record: dict[str, Any]) -> str:
+    width = max(len(k) for k in record)
+    return "\n".join(f"{k.ljust(width)}  {'' if v is None else v}" for k, v in record.items())
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-D",
+        "--db-url",
+        help="system database URL (default: $DBOS_SYSTEM_DATABASE_URL)",
+    )
+    common.add_argument("--schema", default="dbos", help="PostgreSQL schema of the system tables")
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    parser = argparse.ArgumentParser(
+        prog="dbos-suite", description="Manage the workflows in a DBOS system database."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("migrate", parents=[common], help="create or upgrade the system tables")
+    reset = commands.add_parser(
+        "reset", parents=[common], help="drop and recreate the system tables (deletes everything)"
+    )
+    reset.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    workflow = commands.add_parser("workflow", help="inspect and manage workflows")
+    wf_commands = workflow.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = wf_commands.add_parser("list", parents=[common], help="list workflows")
+    listing.add_argument("-s", "--status", action="append", help="status (repeatable)")
+    listing.add_argument("--start-time", help="created at or after (RFC 3339)")
+    listing.add_argument("--end-time", help="created at or before (RFC 3339)")
+    listing.add_argument("-n", "--name", help="workflow function name")
+    listing.add_argument("--app-version", help="application version")
+    listing.add_argument("-u", "--user", help="authenticated user")
+    listing.add_argument("--prefix", help="workflow ID prefix")
+    listing.add_argument("-q", "--queue", help="only workflows on this queue")
+    listing.add_argument("-l", "--limit", type=int, default=100, help="at most this many (100)")
+    listing.add_argument("-o", "--offset", type=int, help="skip this many")
+    listing.add_argument("--sort-desc", action="store_true", help="newest first")
+    for action in ("get", "steps", "cancel", "resume"):
+        sub = wf_commands.add_parser(action, parents=[common], help=f"{action} one workflow")
+        sub.add_argument("workflow_id")
+    fork = wf_commands.add_parser("fork", parents=[common], help="fork a workflow from a step")
+    fork.add_argument("workflow_id")
+    fork.add_argument("--step", type=int, required=True, help="the function_id to restart from")
+    fork.add_argument("--new-id", help="ID of the new workflow (default: a UUID)")
+    fork.add_argument("--app-version", help="application version to run the fork on")
+
+    queue = commands.add_parser("queue", help="inspect queues")
+    q_commands = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q_list = q_commands.add_parser("list", parents=[common], help="queues and their workflows")
+    q_list.add_argument("--workflows", action="store_true", help="list the queued workflows")
+    q_list.add_argument("-q", "--queue", help="only this queue")
+    return parser
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    url = args.db_url or os.environ.get("DBOS_SYSTEM_DATABASE_URL")
+    if not url:
+        raise UsageError("no database given: pass --db-url URL or set DBOS_SYSTEM_DATABASE_URL")
+    return str(url)
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> None:
+    from .client import DBOSClient
+
+    url = _database_url(args)
+    if args.command in ("migrate", "reset"):
+        _schema_command(args, url, out)
+        return
+    with DBOSClient(url, dbos_system_schema=args.schema) as client:
+        if args.command == "queue":
+            _queue_command(client, args, out)
+        else:
+            _workflow_command(client, args, out)
+
+
+def _emit(out: TextIO, args: argparse.Namespace, data: Any, text: str) -> None:
+    out.write((json.dumps(data, indent=2, default=str) if args.json else text) + "\n")
+
+
+def _schema_command(args: argparse.Namespace, url: str, out: TextIO) -> None:
+    from .config import check_database_url
+    from .serialization import PickleSerializer
+    from .storage.database import safe_url
+    from .storage.migrations import LATEST_VERSION, drop_all, migrate
+    from .storage.system_database import SystemDatabase
+
+    check_database_url(url, "--db-url")
+    if args.command == "reset" and not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("reset deletes every workflow; pass --yes to confirm")
+        answer = input(f"Delete every workflow in {safe_url(url)}? Type 'yes': ")
+        if answer.strip().lower() != "yes":
+            raise UsageError("reset not confirmed")
+    sysdb = SystemDatabase(url, PickleSerializer(), schema=args.schema, pool_size=2)
+    try:
+        sysdb.db.wait_until_reachable(10.0)
+        if args.command == "reset":
+            drop_all(sysdb.db)
+        applied = migrate(sysdb.db)
+    finally:
+        sysdb.close()
+    data = {"database": safe_url(url), "version": LATEST_VERSION, "applied": applied}
+    verb = "reset to" if args.command == "reset" else "at"
+    _emit(
+        out,
+        args,
+        data,
+        f"System database {safe_url(url)} {verb} schema version "
+        f"{LATEST_VERSION} ({applied} migration(s) applied)",
+    )
+
+
+def _workflow_command(client: Any, args: argparse.Namespace, out: TextIO) -> None:
+    from .storage import management as ops
+
+    if args.action == "list":
+        filters: dict[str, Any] = {
+            "status": args.status,
+            "start_time": args.start_time,
+            "end_time": args.end_time,
+            "name": args.name,
+            "app_version": args.app_version,
+            "user": args.user,
+            "workflow_id_prefix": args.prefix,
+            "limit": args.limit,
+            "offset": args.offset,
+            "sort_desc": args.sort_desc,
+        }
+        if args.queue:
+            filters["queue_name"] = args.queue
+        rows = [w.to_dict() for w in client.list_workflows(**filters)]
+        _emit(out, args, rows, _format_table(rows, _STATUS_COLUMNS))
+    elif args.action == "get":
+        record = client.get_workflow_status(args.workflow_id).to_dict()
+        _emit(out, args, record, _format_record(record))
+    elif args.action == "steps":
+        steps = [ops.step_to_dict(s) for s in client.list_workflow_steps(args.workflow_id)]
+        columns = ("function_id", "function_name", "output", "error", "child_workflow_id")
+        _emit(out, args, steps, _format_table(steps, columns))
+    elif args.action == "cancel":
+        client.cancel_workflow(args.workflow_id)
+        status = client.get_workflow_status(args.workflow_id).status
+        _emit(
+            out,
+            args,
+            {"workflow_id": args.workflow_id, "status": status},
+            f"Workflow {args.workflow_id} is {status}",
+        )
+    elif args.action == "resume":
+        client.resume_workflow(args.workflow_id)
+        status = client.get_workflow_status(args.workflow_id)
+        _emit(
+            out,
+            args,
+            {"workflow_id": args.workflow_id, "status": status.status},
+            f"Workflow {args.workflow_id} is {status.status} (queue {status.queue_name}); "
+            "an application process will run it",
+        )
+    elif args.action == "fork":
+        handle = client.fork_workflow(
+            args.workflow_id,
+            args.step,
+            application_version=args.app_version,
+            forked_workflow_id=args.new_id,
+        )
+        new_id = handle.get_workflow_id()
+        _emit(
+            out,
+            args,
+            {"workflow_id": new_id, "forked_from": args.workflow_id},
+            f"Forked {args.workflow_id} from step {args.step} as {new_id}",
+        )
+
+
+def _queue_command(client: Any, args: argparse.Namespace, out: TextIO) -> None:
+    from .storage import management as ops
+
+    if args.workflows:
+        rows = [w.to_dict() for w in client.list_queued_workflows(queue_name=args.queue)]
+        _emit(out, args, rows, _format_table(rows, _STATUS_COLUMNS))
+        return
+    summary = ops.queue_summary(client.system_database)
+    if args.queue:
+        summary = [q for q in summary if q["queue_name"] == args.queue]
+    _emit(out, args, summary, _format_table(summary, ("queue_name", "ENQUEUED", "PENDING")))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        _run(args, sys.stdout)
+    except UsageError as exc:
+        print(f"dbos-suite: {exc}", file=sys.stderr)
+        return 2
+    except DBOSException as exc:
+        print(f"dbos-suite: error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
