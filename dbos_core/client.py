@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Required, TypedDict, TypeVar
 
 from .error import (
-    DBOSAwaitedWorkflowCancelledError,
-    DBOSAwaitedWorkflowMaxRecoveryError,
     DBOSConflictingWorkflowError,
     DBOSDatabaseUnavailableError,
     DBOSException,
@@ -32,7 +30,7 @@ from .runtime.notifier import Notifier, event_key, stream_key, workflow_key
 from .serialization import (
     PickleSerializer,
     Serializer,
-    deserialize_error,
+    decode_workflow_outcome,
     deserialize_value,
     serialize_value,
 )
@@ -300,16 +298,7 @@ class DBOSClient:
         row = self._wait_for([workflow_key(workflow_id)], outcome, timeout)
         if row is None:
             raise TimeoutError(f"Workflow {workflow_id!r} did not finish within {timeout}s")
-        status, output, error = row[0], row[1], row[2]
-        if status == "SUCCESS":
-            return deserialize_value(self.serializer, output, f"result of workflow {workflow_id!r}")
-        if status == "ERROR":
-            exc = deserialize_error(self.serializer, error)
-            assert exc is not None
-            raise exc
-        if status == "CANCELLED":
-            raise DBOSAwaitedWorkflowCancelledError(workflow_id)
-        raise DBOSAwaitedWorkflowMaxRecoveryError(workflow_id, 0)
+        return decode_workflow_outcome(self.serializer, workflow_id, row[0], row[1], row[2])
 
     # -- waiting ------------------------------------------------------------------------
 

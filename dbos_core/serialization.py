@@ -14,7 +14,12 @@ import pickle
 from abc import ABC, abstractmethod
 from typing import Any
 
-from .error import DBOSSerializationError, DBOSWorkflowRuntimeError
+from .error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSAwaitedWorkflowMaxRecoveryError,
+    DBOSSerializationError,
+    DBOSWorkflowRuntimeError,
+)
 
 _ERROR_MARKER = "__dbos_error__"
 
@@ -125,3 +130,18 @@ def deserialize_error(serializer: Serializer, text: str | None) -> BaseException
                 pass
         return DBOSWorkflowRuntimeError(type_name, message)
     return DBOSWorkflowRuntimeError("Exception", str(value))
+
+
+def decode_workflow_outcome(
+    serializer: Serializer, workflow_id: str, status: str, output: str | None, error: str | None
+) -> Any:
+    """Return a finished workflow's result, or raise what its caller should see."""
+    if status == "SUCCESS":
+        return deserialize_value(serializer, output, f"result of workflow {workflow_id!r}")
+    if status == "ERROR":
+        exc = deserialize_error(serializer, error)
+        assert exc is not None
+        raise exc
+    if status == "CANCELLED":
+        raise DBOSAwaitedWorkflowCancelledError(workflow_id)
+    raise DBOSAwaitedWorkflowMaxRecoveryError(workflow_id, 0)

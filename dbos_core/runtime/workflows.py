@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..error import (
-    DBOSAwaitedWorkflowCancelledError,
-    DBOSAwaitedWorkflowMaxRecoveryError,
     DBOSConflictingRegistrationError,
     DBOSConflictingWorkflowError,
     DBOSInvalidStepCallError,
@@ -25,7 +23,7 @@ from ..error import (
     DBOSWorkflowCancelledError,
 )
 from ..serialization import (
-    deserialize_error,
+    decode_workflow_outcome,
     deserialize_value,
     serialize_error,
     serialize_value,
@@ -268,20 +266,6 @@ def _exit_workflow(tokens: list[Any]) -> None:
         var.reset(token)
 
 
-def decode_outcome(
-    rt: Runtime, workflow_id: str, status: str, output: str | None, error: str | None
-) -> Any:
-    if status == "SUCCESS":
-        return deserialize_value(rt.serializer, output, f"result of workflow {workflow_id!r}")
-    if status == "ERROR":
-        exc = deserialize_error(rt.serializer, error)
-        assert exc is not None
-        raise exc
-    if status == "CANCELLED":
-        raise DBOSAwaitedWorkflowCancelledError(workflow_id)
-    raise DBOSAwaitedWorkflowMaxRecoveryError(workflow_id, 0)
-
-
 def await_result_protocol(
     rt: Runtime, workflow_id: str, timeout: float | None = None
 ) -> Protocol[Any]:
@@ -298,7 +282,7 @@ def await_result_protocol(
             if row is None:
                 raise DBOSNonExistentWorkflowError(workflow_id)
             if row[0] in TERMINAL_STATUSES:
-                return decode_outcome(rt, workflow_id, row[0], row[1], row[2])
+                return decode_workflow_outcome(rt.serializer, workflow_id, row[0], row[1], row[2])
             wait = rt.poll_interval
             if state is not None:
                 state.check_cancelled()
