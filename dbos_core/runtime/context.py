@@ -31,6 +31,9 @@ class WorkflowState:
     assumed_role: str | None = None
     request_id: str | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # The runtime executing it: a leftover execution of a destroyed runtime must not
+    # write through its successor.
+    runtime: Any = None
     _next_function_id: int = 1
 
     def next_function_id(self) -> int:

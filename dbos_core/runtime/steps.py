@@ -22,6 +22,11 @@ T = TypeVar("T")
 
 
 def current_runtime() -> Runtime:
+    """The runtime of the workflow running here, else the process's launched runtime."""
+    state = ctx.current_workflow.get()
+    if state is not None and state.runtime is not None:
+        rt: Runtime = state.runtime
+        return rt
     from .global_state import get_runtime
 
     return get_runtime()

@@ -187,6 +187,7 @@ def start_protocol(
         authenticated_roles=roles,
         assumed_role=role,
         request_id=new.request_id,
+        runtime=rt,
     )
     if instance is not None:
         call_args = (instance, *call_args)
@@ -398,6 +399,7 @@ def state_from_row(rt: Runtime, m: Any) -> ctx.WorkflowState:
         authenticated_roles=None if roles is None else json.loads(roles),
         assumed_role=m["assumed_role"],
         request_id=m["request_id"],
+        runtime=rt,
     )
 
 
