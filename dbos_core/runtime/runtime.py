@@ -79,7 +79,9 @@ class Runtime:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def launch(self) -> None:
+    def launch(self, *, start_services: bool = True) -> None:
+        # start_services=False: a management session (CLI) that inspects workflows
+        # without dispatching queues or schedules in its short-lived process.
         self.sysdb.open(self.config.database_connect_timeout)
         if not self.app_version:
             self.app_version = registry.compute_app_version(__version__)
@@ -99,7 +101,7 @@ class Runtime:
             )
             self._listener.start()
         self.launched = True
-        for factory in service_factories:
+        for factory in service_factories if start_services else ():
             service = factory(self)
             if service is not None:
                 service.start()
