@@ -102,8 +102,9 @@ class _ProcessLifecycle:
     def destroy_at_exit(self) -> None:
         # Only the process that launched destroys: a forked child must not close
         # connections that belong to its parent.
-        if self.pid == os.getpid():
+        if self.pid == os.getpid() and seam.is_launched():
             self.destroy()
+            DBOS.logger.info("DBOS destroyed at exit")
 
 
 _process = _ProcessLifecycle()
