@@ -92,7 +92,8 @@ def gunicorn(
             if proc.poll() is not None:
                 raise AssertionError(f"gunicorn exited:\n{log.read_text()}")
             try:
-                return httpx.get(server.url("/health"), timeout=2).status_code == 200
+                httpx.get(server.url("/health"), timeout=2)
+                return True  # serving (a 500 is a response too: some tests want one)
             except httpx.HTTPError:
                 return False
 

@@ -84,3 +84,13 @@ def test_sigkill_mid_workflow_then_restart_completes_it(db_url: str, tmp_path: P
     assert lines(tmp_path / "step1") == [first_worker]  # completed before the crash: not rerun
     assert lines(tmp_path / "step2") == [first_worker, second_worker]
     assert lines(tmp_path / "done") == [f"{second_worker} 50"]
+
+
+def test_launch_before_fork_is_refused_in_workers(db_url: str, tmp_path: Path) -> None:
+    # --preload with a launch at import launches in the master: workers must not use it.
+    with gunicorn(WSGI, db_url, tmp_path, "--preload", workers=1) as server:
+        resp = httpx.post(server.url("/work/forked"), timeout=30)
+    assert resp.status_code == 500
+    assert resp.json()["error"] == "INITIALIZATION_ERROR"
+    assert "before it forked" in resp.json()["message"]
+    assert not (tmp_path / "work").exists()
