@@ -12,7 +12,7 @@ import atexit
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify
@@ -45,7 +45,6 @@ class DBOSFlaskState:
     request_id_header: str
     launch_on_first_request: bool
     user_resolver: UserResolverArg | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def launch(self) -> None:
         _process.launch(self)

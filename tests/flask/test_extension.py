@@ -18,6 +18,7 @@ from dbos_flask import DBOSFlask
 calls: dict[str, int] = {}
 calls_lock = threading.Lock()
 gate = threading.Event()
+after_response: list[str] = []
 
 
 @DBOS.step()
@@ -75,6 +76,26 @@ def make_app(config: DBOSConfig | None = None, **extension_kwargs: Any) -> tuple
 
         return Response(stream_with_context(body()), mimetype="text/plain")
 
+    @app.post("/plain-stream/<tag>")
+    def plain_stream(tag: str) -> Response:
+        def body() -> Iterator[str]:
+            yield DBOS.start_workflow(flask_work, tag).get_workflow_id()
+
+        return Response(body(), mimetype="text/plain")
+
+    @app.post("/on-close/<tag>")
+    def on_close(tag: str) -> Response:
+        response = jsonify({"ok": True})
+        response.call_on_close(
+            lambda: after_response.append(DBOS.start_workflow(flask_work, tag).get_workflow_id())
+        )
+        return response
+
+    @app.post("/async/<tag>")
+    async def async_work(tag: str) -> Any:
+        handle = await DBOS.start_workflow_async(flask_work, tag)
+        return jsonify(await handle.get_result())
+
     @app.get("/status/<workflow_id>")
     def status(workflow_id: str) -> Any:
         s = DBOS.retrieve_workflow(workflow_id).get_status()
@@ -92,6 +113,7 @@ def clean_dbos() -> Iterator[None]:
     DBOS.destroy()
     calls.clear()
     gate.clear()
+    after_response.clear()
     yield
     gate.set()
     DBOS.destroy()
@@ -301,6 +323,30 @@ def test_streamed_body_does_not_get_the_key(app_and_ext: tuple[Flask, DBOSFlask]
     workflow_id = resp.get_data(as_text=True)
     assert workflow_id and workflow_id != "streamkey"
     assert DBOS.retrieve_workflow(workflow_id).get_result()["workflow_id"] == workflow_id
+
+
+def test_plain_streamed_body_does_not_get_the_key(app_and_ext: tuple[Flask, DBOSFlask]) -> None:
+    app, _ = app_and_ext
+    resp = app.test_client().post("/plain-stream/q", headers={"dbos-idempotency-key": "plain"})
+    workflow_id = resp.get_data(as_text=True)
+    assert workflow_id and workflow_id != "plain"
+
+
+def test_work_started_when_the_response_closes_does_not_get_the_key(
+    app_and_ext: tuple[Flask, DBOSFlask],
+) -> None:
+    app, _ = app_and_ext
+    resp = app.test_client().post("/on-close/c", headers={"dbos-idempotency-key": "closekey"})
+    assert resp.status_code == 200
+    resp.close()
+    assert len(after_response) == 1 and after_response[0] != "closekey"
+
+
+def test_async_view_uses_the_key_and_user(clean_dbos: None, dbos_config: DBOSConfig) -> None:
+    app, _ = make_app(dbos_config, user_resolver=lambda: ("amy", ["r"]))
+    body = app.test_client().post("/async/a", headers={"dbos-idempotency-key": "akey"}).get_json()
+    assert body["workflow_id"] == "akey" and body["user"] == "amy" and body["roles"] == ["r"]
+    assert calls == {"a": 1}
 
 
 def test_request_id_header_is_recorded(app_and_ext: tuple[Flask, DBOSFlask]) -> None:
