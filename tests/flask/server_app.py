@@ -45,7 +45,7 @@ dbos = DBOSFlask(user_resolver=header_user)
 
 
 @DBOS.step()
-def record_work(tag: str) -> str:
+def flask_record_work(tag: str) -> str:
     append("work", f"{tag} {os.getpid()}")
     # Long enough that concurrent duplicates overlap with the running execution.
     time.sleep(0.2)
@@ -53,19 +53,19 @@ def record_work(tag: str) -> str:
 
 
 @DBOS.workflow()
-def keyed_work(tag: str) -> dict[str, Any]:
-    record_work(tag)
+def flask_keyed_work(tag: str) -> dict[str, Any]:
+    flask_record_work(tag)
     return {"workflow_id": DBOS.workflow_id, "user": DBOS.authenticated_user}
 
 
 @DBOS.step()
-def crash_step_one(x: int) -> int:
+def flask_crash_step_one(x: int) -> int:
     append("step1", str(os.getpid()))
     return x + 1
 
 
 @DBOS.step()
-def crash_step_two(x: int) -> int:
+def flask_crash_step_two(x: int) -> int:
     append("step2", str(os.getpid()))
     while not (marker_dir() / "release").exists():
         time.sleep(0.05)  # parked here until the test kills the server
@@ -73,8 +73,8 @@ def crash_step_two(x: int) -> int:
 
 
 @DBOS.workflow()
-def crash_workflow(x: int) -> int:
-    b = crash_step_two(crash_step_one(x))
+def flask_crash_workflow(x: int) -> int:
+    b = flask_crash_step_two(flask_crash_step_one(x))
     append("done", f"{os.getpid()} {b}")
     return b
 
@@ -89,7 +89,7 @@ def create_app() -> Flask:
 
     @app.post("/work/<tag>")
     def work(tag: str) -> Any:
-        result = DBOS.start_workflow(keyed_work, tag).get_result()
+        result = DBOS.start_workflow(flask_keyed_work, tag).get_result()
         return jsonify(
             {
                 **result,
@@ -101,7 +101,9 @@ def create_app() -> Flask:
 
     @app.post("/crash")
     def crash() -> Any:
-        return jsonify({"workflow_id": DBOS.start_workflow(crash_workflow, 4).get_workflow_id()})
+        return jsonify(
+            {"workflow_id": DBOS.start_workflow(flask_crash_workflow, 4).get_workflow_id()}
+        )
 
     @app.get("/workflows/<workflow_id>")
     def workflow_status(workflow_id: str) -> Any:

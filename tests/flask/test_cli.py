@@ -49,7 +49,7 @@ def completed_workflow(
     DBOS.launch()
     try:
         with SetWorkflowID("cli-wf"):
-            server_app.keyed_work("cli")
+            server_app.flask_keyed_work("cli")
     finally:
         DBOS.destroy()
     yield "cli-wf"
@@ -85,7 +85,7 @@ def test_migrate_then_get_and_reset(db_url: str, tmp_path: Path, completed_workf
     status = json.loads(ok(flask_cmd(db_url, tmp_path, "dbos", "workflow", "get", "cli-wf")))
     assert status["workflow_id"] == "cli-wf"
     assert status["status"] == "SUCCESS"
-    assert "keyed_work" in status["name"]
+    assert "flask_keyed_work" in status["name"]
     assert status["output"] is not None and "cli-wf" in status["output"]
 
     missing = flask_cmd(db_url, tmp_path, "dbos", "workflow", "get", "nope")
@@ -161,7 +161,7 @@ def test_workflow_list(db_url: str, tmp_path: Path, completed_workflow: str) -> 
 def test_workflow_steps(db_url: str, tmp_path: Path, completed_workflow: str) -> None:
     steps = json.loads(ok(flask_cmd(db_url, tmp_path, "dbos", "workflow", "steps", "cli-wf")))
     assert [s["function_id"] for s in steps] == [1]
-    assert "record_work" in steps[0]["function_name"]
+    assert "flask_record_work" in steps[0]["function_name"]
     assert steps[0]["output"] == repr("cli")
 
 

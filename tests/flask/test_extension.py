@@ -22,7 +22,7 @@ after_response: list[str] = []
 
 
 @DBOS.step()
-def count_step(tag: str) -> str:
+def flask_count_step(tag: str) -> str:
     with calls_lock:
         calls[tag] = calls.get(tag, 0) + 1
     return tag
@@ -30,7 +30,7 @@ def count_step(tag: str) -> str:
 
 @DBOS.workflow()
 def flask_work(tag: str) -> dict[str, Any]:
-    count_step(tag)
+    flask_count_step(tag)
     return {
         "workflow_id": DBOS.workflow_id,
         "user": DBOS.authenticated_user,
@@ -40,9 +40,9 @@ def flask_work(tag: str) -> dict[str, Any]:
 
 
 @DBOS.workflow()
-def gated_work(tag: str) -> str:
+def flask_gated_work(tag: str) -> str:
     gate.wait(10)
-    count_step(tag)
+    flask_count_step(tag)
     return tag
 
 
@@ -65,7 +65,7 @@ def make_app(config: DBOSConfig | None = None, **extension_kwargs: Any) -> tuple
 
     @app.post("/gated/<tag>")
     def gated(tag: str) -> Any:
-        handle = DBOS.start_workflow(gated_work, tag)
+        handle = DBOS.start_workflow(flask_gated_work, tag)
         return jsonify({"workflow_id": handle.get_workflow_id(), "result": handle.get_result()})
 
     @app.post("/stream/<tag>")

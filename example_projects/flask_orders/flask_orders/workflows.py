@@ -28,27 +28,27 @@ def record(event: str) -> None:
 
 
 @DBOS.step()
-def reserve_stock(order_id: str, items: list[str]) -> list[str]:
+def reserve_order_items(order_id: str, items: list[str]) -> list[str]:
     record(f"reserved {order_id} {','.join(items)}")
     return items
 
 
 @DBOS.step(retries_allowed=True, max_attempts=3, interval_seconds=0.5)
-def charge_payment(order_id: str, amount_cents: int) -> str:
+def charge_order_payment(order_id: str, amount_cents: int) -> str:
     record(f"charged {order_id} {amount_cents}")
     return f"payment-{order_id}"
 
 
 @DBOS.step()
-def send_confirmation(order_id: str, user: str | None) -> None:
+def send_order_confirmation(order_id: str, user: str | None) -> None:
     record(f"confirmed {order_id} to {user or 'guest'}")
 
 
 @DBOS.workflow()
-def checkout(items: list[str]) -> dict[str, Any]:
+def checkout_order(items: list[str]) -> dict[str, Any]:
     # The workflow ID is the order ID: the client's idempotency key when it sent one.
     order_id = DBOS.workflow_id or ""
-    reserved = reserve_stock(order_id, items)
-    payment = charge_payment(order_id, 500 * len(reserved))
-    send_confirmation(order_id, DBOS.authenticated_user)
+    reserved = reserve_order_items(order_id, items)
+    payment = charge_order_payment(order_id, 500 * len(reserved))
+    send_order_confirmation(order_id, DBOS.authenticated_user)
     return {"order_id": order_id, "items": reserved, "payment": payment}
