@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.core.crashutil import lines, wait_for
-from tests.flask.serverutil import gunicorn
+from tests.core.crashutil import ROOT, lines, wait_for
+from tests.flask.serverutil import FLASK, app_env, free_port, gunicorn
 
 WSGI = "tests.flask.server_wsgi:app"
 FACTORY = "tests.flask.server_app:create_app()"
@@ -94,3 +97,41 @@ def test_launch_before_fork_is_refused_in_workers(db_url: str, tmp_path: Path) -
     assert resp.json()["error"] == "INITIALIZATION_ERROR"
     assert "before it forked" in resp.json()["message"]
     assert not (tmp_path / "work").exists()
+
+
+def test_flask_run_with_reloader_launches_once_in_the_serving_child(
+    db_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "flask-run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*FLASK, "run", "--debug", "--port", str(port)],
+            cwd=ROOT,
+            env=app_env(db_url, tmp_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            assert proc.poll() is None, log.read_text()
+            try:
+                httpx.get(f"{base}/health", timeout=2)
+                return True
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout=60, what="flask run to serve")
+        bodies = [post(f"{base}/work/r{i}", {"dbos-idempotency-key": f"r{i}"}) for i in range(3)]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    # The reloader's parent (proc) imported the app but never launched; the child did, once.
+    child = {b["pid"] for b in bodies}
+    assert len(child) == 1 and proc.pid not in child
+    assert {b["launched_pid"] for b in bodies} == child
+    assert [b["workflow_id"] for b in bodies] == ["r0", "r1", "r2"]
+    assert log.read_text().count("DBOS launched") == 1
