@@ -31,6 +31,12 @@ def is_launched() -> bool:
     return rt is not None and rt.launched and not rt.stopped
 
 
+def instance_token() -> object | None:
+    """An opaque identity of the configured DBOS: it changes whenever DBOS is re-created,
+    so an adapter can tell the instance it launched from one launched by someone else."""
+    return global_state.peek_runtime()
+
+
 def launch() -> None:
     """Launch the configured DBOS once; later calls do nothing."""
     from .dbos import DBOS

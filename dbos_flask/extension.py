@@ -57,14 +57,27 @@ class _ProcessLifecycle:
         self.lock = threading.Lock()
         self.owner: DBOSFlaskState | None = None
         self.pid: int | None = None
+        self.instance: object | None = None
         self.atexit_registered = False
+        # Set in a child forked from a process where DBOS ran, however it was launched.
+        self.inherited_across_fork = False
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()  # another thread may have held it at the fork
+        self.inherited_across_fork = seam.is_launched()
 
     def launch(self, state: DBOSFlaskState) -> None:
-        if self.owner is state and self.pid == os.getpid() and seam.is_launched():
+        if (
+            self.owner is state
+            and self.pid == os.getpid()
+            and self.instance is seam.instance_token()
+            and seam.is_launched()
+        ):
             return  # the fast path of every request once launched
         with self.lock:
             if seam.is_launched():
-                if self.pid is not None and self.pid != os.getpid():
+                ours = self.instance is seam.instance_token()
+                if self.inherited_across_fork or (ours and self.pid != os.getpid()):
                     raise DBOSInitializationError(
                         "DBOS was launched in a parent process before it forked (for example "
                         "gunicorn --preload with dbos.launch() at import): its threads and "
@@ -72,49 +85,51 @@ class _ProcessLifecycle:
                         "leave DBOS_LAUNCH_ON_FIRST_REQUEST on, or call dbos.launch() in "
                         "gunicorn's post_fork hook."
                     )
-                if (
-                    self.owner is not None
-                    and self.owner is not state
-                    and not _same_config(self.owner.config, state.config)
-                ):
+                if not ours:
+                    # Launched by the application itself with DBOS.launch(): adopt it.
+                    self._own(state)
+                elif self.owner is not state and not _same_config(self.owner, state):
                     raise DBOSInitializationError(
                         "DBOS is already launched in this process for another Flask app with a "
                         "different configuration; one process runs one DBOS (destroy it first)"
                     )
-                if self.pid is None:
-                    # Launched by the application itself with DBOS.launch().
-                    self.owner, self.pid = state, os.getpid()
                 return
-            if state.config is not None or not seam.is_configured():
-                DBOS(config=state.config or _default_config())
+            if state.config is not None:
+                DBOS(config=state.config)
+            elif not seam.is_configured():
+                raise DBOSInitializationError(
+                    "DBOS is not configured: set DBOS_* keys in app.config or call "
+                    "DBOS(config=...) before launching"
+                )
             seam.launch()
-            self.owner, self.pid = state, os.getpid()
+            self._own(state)
             if not self.atexit_registered:
                 atexit.register(self.destroy_at_exit)
                 self.atexit_registered = True
 
+    def _own(self, state: DBOSFlaskState) -> None:
+        self.owner, self.pid, self.instance = state, os.getpid(), seam.instance_token()
+
     def destroy(self) -> None:
         with self.lock:
-            self.owner, self.pid = None, None
+            self.owner, self.pid, self.instance = None, None, None
+            self.inherited_across_fork = False
             seam.destroy()
 
     def destroy_at_exit(self) -> None:
         # Only the process that launched destroys: a forked child must not close
         # connections that belong to its parent.
-        if self.pid == os.getpid() and seam.is_launched():
+        if self.pid == os.getpid() and self.instance is seam.instance_token():
             self.destroy()
             DBOS.logger.info("DBOS destroyed at exit")
 
 
 _process = _ProcessLifecycle()
+os.register_at_fork(after_in_child=_process.after_fork_in_child)
 
 
-def _same_config(a: DBOSConfig | None, b: DBOSConfig | None) -> bool:
-    return dict(a or {}) == dict(b or {})
-
-
-def _default_config(app_name: str = "dbos_flask_app") -> DBOSConfig:
-    return {"name": app_name}
+def _same_config(a: DBOSFlaskState | None, b: DBOSFlaskState) -> bool:
+    return a is None or dict(a.config or {}) == dict(b.config or {})
 
 
 def _safe_name(name: str) -> str:

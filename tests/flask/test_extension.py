@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,6 +220,37 @@ def test_explicit_launch_without_lazy(clean_dbos: None, dbos_config: DBOSConfig)
     assert resp.get_json()["error"] == "NOT_LAUNCHED"
     ext.launch(app)
     assert client.post("/work/x").status_code == 200
+
+
+def test_dbos_launched_before_a_fork_is_refused_in_the_child(
+    clean_dbos: None, dbos_config: DBOSConfig
+) -> None:
+    app, _ = make_app()  # no DBOS_* keys: uses the DBOS configured below
+    DBOS(config=dbos_config)
+    DBOS.launch()  # launched by the application itself, not by the extension
+    pid = os.fork()
+    if pid == 0:  # the child: only in-memory checks, then leave at once
+        code = 1
+        try:
+            app.extensions["dbos"].launch()
+        except DBOSInitializationError as exc:
+            code = 0 if "before it forked" in str(exc) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's DBOS is untouched and the extension adopts it.
+    app.extensions["dbos"].launch()
+    assert app.test_client().post("/work/f").status_code == 200
+
+
+def test_launch_without_any_configuration_says_what_to_do(clean_dbos: None) -> None:
+    DBOS(config={"name": "preconfigured", "system_database_url": "sqlite:///unused.sqlite"})
+    app, ext = make_app()  # adopts the DBOS configured above...
+    assert app.extensions["dbos"].config is None
+    DBOS.destroy()  # ...which is gone by the time the app launches
+    with pytest.raises(DBOSInitializationError, match="not configured"):
+        ext.launch(app)
 
 
 def test_second_app_with_other_config_cannot_take_over(
