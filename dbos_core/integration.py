@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .error import DBOSException
+from .error import DBOSException, DBOSInitializationError
 from .runtime import context as ctx
 from .runtime import global_state
 
@@ -31,6 +31,12 @@ def is_launched() -> bool:
     return rt is not None and rt.launched and not rt.stopped and not rt.forked_away()
 
 
+def instance_token() -> object | None:
+    """An opaque identity of the configured DBOS: it changes whenever DBOS is re-created,
+    so an adapter can tell the instance it launched from one launched by someone else."""
+    return global_state.peek_runtime()
+
+
 def launch() -> None:
     """Launch the configured DBOS once; later calls do nothing."""
     from .dbos import DBOS
@@ -43,6 +49,52 @@ def destroy() -> None:
     from .dbos import DBOS
 
     DBOS.destroy()
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Raise a DBOSConfigurationError naming what is wrong; no I/O (adapters check early)."""
+    from .config import resolve_config
+
+    resolve_config(config)
+
+
+def config_keys() -> frozenset[str]:
+    """Every key a DBOSConfig accepts (adapters map their settings onto these)."""
+    from .config import KNOWN_KEYS
+
+    return KNOWN_KEYS
+
+
+def migrate_system_database() -> None:
+    """Create or upgrade the configured system database, without launching."""
+    rt = global_state.peek_runtime()
+    if rt is None:
+        raise DBOSInitializationError("Configure DBOS(config=...) before migrating")
+    rt.sysdb.open(rt.config.database_connect_timeout)
+
+
+@contextmanager
+def management_session() -> Iterator[None]:
+    """Open the configured DBOS to inspect or change workflows from a short-lived process
+    (a CLI command): it connects and migrates but recovers nothing and starts no queue
+    or schedule service, so it never takes over another process's work. Destroyed at exit
+    unless DBOS was already launched."""
+    from .dbos import DBOS, _instance_lock
+
+    with _instance_lock:
+        rt = global_state.peek_runtime()
+        if rt is None:
+            raise DBOSInitializationError("Configure DBOS(config=...) before opening a session")
+        already = rt.launched
+        if not already:
+            if rt.stopped:
+                raise DBOSInitializationError("This DBOS instance was destroyed")
+            rt.launch(start_services=False)
+    try:
+        yield
+    finally:
+        if not already:
+            DBOS.destroy()
 
 
 @contextmanager

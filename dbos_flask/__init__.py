@@ -1,1 +1,5 @@
-"""The flask adapter of the durable-workflow suite (see README)."""
+"""The Flask adapter of the durable-workflow suite: ``DBOSFlask`` (see README)."""
+
+from .extension import DBOSFlask, DBOSFlaskState
+
+__all__ = ["DBOSFlask", "DBOSFlaskState"]

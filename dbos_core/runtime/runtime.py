@@ -83,7 +83,9 @@ class Runtime:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def launch(self) -> None:
+    def launch(self, *, start_services: bool = True) -> None:
+        # start_services=False: a management session (CLI) that inspects workflows
+        # without dispatching queues or schedules in its short-lived process.
         self.pid = os.getpid()
         self.sysdb.open(self.config.database_connect_timeout)
         if not self.app_version:
@@ -102,7 +104,7 @@ class Runtime:
             )
             self._listener.start()
         self.launched = True
-        for factory in service_factories:
+        for factory in service_factories if start_services else ():
             service = factory(self)
             if service is not None:
                 service.start()

@@ -1,0 +1,259 @@
+"""The ``DBOSFlask`` extension object: configuration, process lifecycle, hooks.
+
+DBOS is one runtime per process, so launching is process-wide: the first app
+that launches owns it until ``destroy()`` (or interpreter exit). ``init_app``
+only reads configuration: it also runs in the reloader's parent process and in
+every ``flask`` CLI command, where no thread may start and no connection open.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify
+
+from dbos_core import DBOS, DBOSConfig
+from dbos_core import integration as seam
+from dbos_core.error import DBOSConfigurationError, DBOSException, DBOSInitializationError
+
+from .requests import UserResolverArg, install_request_hooks
+
+EXTENSION_KEY = "dbos"
+CONFIG_PREFIX = "DBOS_"
+# Settings of the adapter itself (app.config keys); every other DBOS_* key is a DBOSConfig key.
+ADAPTER_SETTINGS = {
+    "DBOS_CONFIG": None,
+    "DBOS_IDEMPOTENCY_HEADER": seam.DEFAULT_IDEMPOTENCY_HEADER,
+    "DBOS_REQUEST_ID_HEADER": seam.DEFAULT_REQUEST_ID_HEADER,
+    "DBOS_LAUNCH_ON_FIRST_REQUEST": True,
+    "DBOS_ERROR_HANDLERS": True,
+}
+
+
+@dataclass
+class DBOSFlaskState:
+    """What ``init_app`` stored for one app, in ``app.extensions["dbos"]``."""
+
+    extension: DBOSFlask
+    config: DBOSConfig | None
+    idempotency_header: str
+    request_id_header: str
+    launch_on_first_request: bool
+    user_resolver: UserResolverArg | None
+
+    def launch(self) -> None:
+        _process.launch(self)
+
+
+class _ProcessLifecycle:
+    """The launch state of this process, shared by every app in it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.owner: DBOSFlaskState | None = None
+        self.pid: int | None = None
+        self.instance: object | None = None
+        self.atexit_registered = False
+        # Set in a child forked from a process where DBOS ran, however it was launched.
+        self.inherited_across_fork = False
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()  # another thread may have held it at the fork
+        self.inherited_across_fork = seam.is_launched()
+
+    def launch(self, state: DBOSFlaskState) -> None:
+        if (
+            self.owner is state
+            and self.pid == os.getpid()
+            and self.instance is seam.instance_token()
+            and seam.is_launched()
+        ):
+            return  # the fast path of every request once launched
+        with self.lock:
+            if seam.is_launched():
+                ours = self.instance is seam.instance_token()
+                if self.inherited_across_fork or (ours and self.pid != os.getpid()):
+                    raise DBOSInitializationError(
+                        "DBOS was launched in a parent process before it forked (for example "
+                        "gunicorn --preload with dbos.launch() at import): its threads and "
+                        "connections do not survive a fork. Launch in each worker instead: "
+                        "leave DBOS_LAUNCH_ON_FIRST_REQUEST on, or call dbos.launch() in "
+                        "gunicorn's post_fork hook."
+                    )
+                if not ours:
+                    # Launched by the application itself with DBOS.launch(): adopt it.
+                    self._own(state)
+                elif self.owner is not state and not _same_config(self.owner, state):
+                    raise DBOSInitializationError(
+                        "DBOS is already launched in this process for another Flask app with a "
+                        "different configuration; one process runs one DBOS (destroy it first)"
+                    )
+                return
+            if state.config is not None:
+                DBOS(config=state.config)
+            elif not seam.is_configured():
+                raise DBOSInitializationError(
+                    "DBOS is not configured: set DBOS_* keys in app.config or call "
+                    "DBOS(config=...) before launching"
+                )
+            seam.launch()
+            self._own(state)
+            if not self.atexit_registered:
+                atexit.register(self.destroy_at_exit)
+                self.atexit_registered = True
+
+    def _own(self, state: DBOSFlaskState) -> None:
+        self.owner, self.pid, self.instance = state, os.getpid(), seam.instance_token()
+
+    def destroy(self) -> None:
+        with self.lock:
+            self.owner, self.pid, self.instance = None, None, None
+            self.inherited_across_fork = False
+            seam.destroy()
+
+    def destroy_at_exit(self) -> None:
+        # Only the process that launched destroys: a forked child must not close
+        # connections that belong to its parent.
+        if self.pid == os.getpid() and self.instance is seam.instance_token():
+            self.destroy()
+            DBOS.logger.info("DBOS destroyed at exit")
+
+
+_process = _ProcessLifecycle()
+os.register_at_fork(after_in_child=_process.after_fork_in_child)
+
+
+def _same_config(a: DBOSFlaskState | None, b: DBOSFlaskState) -> bool:
+    return a is None or dict(a.config or {}) == dict(b.config or {})
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name) or "dbos_flask_app"
+
+
+def read_app_config(app: Flask, base: DBOSConfig | None) -> DBOSConfig | None:
+    """The DBOSConfig of an app: ``base``, then ``DBOS_CONFIG``, then ``DBOS_<KEY>`` keys.
+
+    None when the app configures nothing and DBOS was configured directly with
+    ``DBOS(config=...)``; that configuration is then used as it is.
+    """
+    merged: dict[str, Any] = dict(base or {})
+    from_dict = app.config.get("DBOS_CONFIG")
+    if from_dict is not None:
+        if not isinstance(from_dict, dict):
+            raise DBOSConfigurationError(
+                f"app.config['DBOS_CONFIG'] must be a DBOSConfig dict, got {type(from_dict).__name__}"
+            )
+        merged.update(from_dict)
+    known = seam.config_keys()
+    for key, value in app.config.items():
+        if not key.startswith(CONFIG_PREFIX) or key in ADAPTER_SETTINGS:
+            continue
+        config_key = key[len(CONFIG_PREFIX) :].lower()
+        if config_key not in known:
+            raise DBOSConfigurationError(
+                f"app.config[{key!r}] is not a DBOS setting; use DBOS_<KEY> for a DBOSConfig key "
+                f"({', '.join(sorted(k.upper() for k in known))}) or one of "
+                f"{', '.join(sorted(ADAPTER_SETTINGS))}"
+            )
+        if value is not None:
+            merged[config_key] = value
+    if not merged and seam.is_configured():
+        return None
+    merged.setdefault("name", _safe_name(app.name))
+    seam.validate_config(merged)
+    return merged  # type: ignore[return-value]
+
+
+def _handle_dbos_error(exc: DBOSException) -> tuple[Response, int]:
+    status, body = seam.error_response(exc)
+    return jsonify(body), status
+
+
+class DBOSFlask:
+    """Durable workflows for a Flask app.
+
+    ``dbos = DBOSFlask(); dbos.init_app(app)`` (application factories) or
+    ``DBOSFlask(app)``. Configuration comes from ``app.config`` (see README).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        config: DBOSConfig | None = None,
+        user_resolver: UserResolverArg | None = None,
+        idempotency_header: str | None = None,
+        launch_on_first_request: bool | None = None,
+    ) -> None:
+        self.config = config
+        self.user_resolver = user_resolver
+        self.idempotency_header = idempotency_header
+        self.launch_on_first_request = launch_on_first_request
+        self.app = app
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read configuration and register hooks, error handlers and the CLI. No I/O."""
+        if EXTENSION_KEY in app.extensions:
+            raise DBOSInitializationError(f"DBOSFlask is already initialised on app {app.name!r}")
+
+        def setting(key: str, override: Any) -> Any:
+            return override if override is not None else app.config.get(key, ADAPTER_SETTINGS[key])
+
+        header = setting("DBOS_IDEMPOTENCY_HEADER", self.idempotency_header)
+        if not isinstance(header, str) or not header:
+            raise DBOSConfigurationError(
+                f"DBOS_IDEMPOTENCY_HEADER must be a header name, got {header!r}"
+            )
+        state = DBOSFlaskState(
+            extension=self,
+            config=read_app_config(app, self.config),
+            idempotency_header=header,
+            request_id_header=setting("DBOS_REQUEST_ID_HEADER", None),
+            launch_on_first_request=bool(
+                setting("DBOS_LAUNCH_ON_FIRST_REQUEST", self.launch_on_first_request)
+            ),
+            user_resolver=self.user_resolver,
+        )
+        app.extensions[EXTENSION_KEY] = state
+        install_request_hooks(app, state)
+        if app.config.get("DBOS_ERROR_HANDLERS", True):
+            app.register_error_handler(DBOSException, _handle_dbos_error)
+        from .cli import dbos_cli
+
+        app.cli.add_command(dbos_cli)
+
+    def state(self, app: Flask | None = None) -> DBOSFlaskState:
+        target = app if app is not None else (self.app or current_app._get_current_object())  # type: ignore[attr-defined]
+        state = target.extensions.get(EXTENSION_KEY)
+        if state is None:
+            raise DBOSInitializationError(
+                f"DBOSFlask.init_app() was not called on app {target.name!r}"
+            )
+        return state  # type: ignore[no-any-return]
+
+    def launch(self, app: Flask | None = None) -> None:
+        """Launch DBOS in this process now (recovers pending workflows); idempotent.
+
+        Call it in the serving process only (``wsgi.py``, gunicorn's ``post_fork``),
+        never in a process that forks workers afterwards.
+        """
+        self.state(app).launch()
+
+    def destroy(self) -> None:
+        """Stop DBOS in this process (also done automatically at exit)."""
+        _process.destroy()
+
+
+def state_of(app: Flask) -> DBOSFlaskState:
+    state = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, DBOSFlaskState):
+        raise DBOSInitializationError(f"DBOSFlask.init_app() was not called on app {app.name!r}")
+    return state
