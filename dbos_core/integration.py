@@ -37,6 +37,12 @@ def instance_token() -> object | None:
     return global_state.peek_runtime()
 
 
+def launched_before_fork() -> bool:
+    """True in a child forked from a process where DBOS was launched."""
+    rt = global_state.peek_runtime()
+    return rt is not None and rt.launched and not rt.stopped and rt.forked_away()
+
+
 def launch() -> None:
     """Launch the configured DBOS once; later calls do nothing."""
     from .dbos import DBOS

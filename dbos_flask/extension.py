@@ -64,7 +64,7 @@ class _ProcessLifecycle:
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.Lock()  # another thread may have held it at the fork
-        self.inherited_across_fork = seam.is_launched()
+        self.inherited_across_fork = seam.launched_before_fork()
 
     def launch(self, state: DBOSFlaskState) -> None:
         if (
@@ -75,16 +75,17 @@ class _ProcessLifecycle:
         ):
             return  # the fast path of every request once launched
         with self.lock:
+            if self.inherited_across_fork and seam.launched_before_fork():
+                raise DBOSInitializationError(
+                    "DBOS was launched in a parent process before it forked (for example "
+                    "gunicorn --preload with dbos.launch() at import): its threads and "
+                    "connections do not survive a fork. Launch in each worker instead: "
+                    "leave DBOS_LAUNCH_ON_FIRST_REQUEST on, or call dbos.launch() in "
+                    "gunicorn's post_fork hook."
+                )
             if seam.is_launched():
+                # (The core reports a runtime launched before a fork as not launched.)
                 ours = self.instance is seam.instance_token()
-                if self.inherited_across_fork or (ours and self.pid != os.getpid()):
-                    raise DBOSInitializationError(
-                        "DBOS was launched in a parent process before it forked (for example "
-                        "gunicorn --preload with dbos.launch() at import): its threads and "
-                        "connections do not survive a fork. Launch in each worker instead: "
-                        "leave DBOS_LAUNCH_ON_FIRST_REQUEST on, or call dbos.launch() in "
-                        "gunicorn's post_fork hook."
-                    )
                 if not ours:
                     # Launched by the application itself with DBOS.launch(): adopt it.
                     self._own(state)
