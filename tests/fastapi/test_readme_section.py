@@ -1,4 +1,4 @@
-"""The complete example of dbos_fastapi/README_SECTION.md runs as documented."""
+"""The complete FastAPI example of the README runs as documented."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dbos_core import DBOS
-from tests.fastapi.helpers import ROOT
+from tests.readme import readme_section
 
-SECTION = ROOT / "dbos_fastapi" / "README_SECTION.md"
+SECTION = readme_section("FastAPI")
 
 
 @pytest.fixture()
 def readme_app(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[ModuleType]:
-    code = re.findall(r"```python\n(.*?)```", SECTION.read_text(), re.S)[0]
+    code = re.findall(r"```python\n(.*?)```", SECTION, re.S)[0]
     path = tmp_path / "orders_readme.py"
     path.write_text(code)
     monkeypatch.setenv("DBOS_SYSTEM_DATABASE_URL", db_url)

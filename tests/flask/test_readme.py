@@ -13,12 +13,13 @@ import httpx
 
 from tests.core.crashutil import ROOT, wait_for
 from tests.flask.serverutil import free_port
+from tests.readme import readme_section
 
-SECTION = ROOT / "dbos_flask" / "README_SECTION.md"
+SECTION = readme_section("Flask")
 
 
 def test_readme_flask_example(db_url: str, tmp_path: Path) -> None:
-    code = re.findall(r"```python\n(.*?)```", SECTION.read_text(), re.S)[0]
+    code = re.findall(r"```python\n(.*?)```", SECTION, re.S)[0]
     (tmp_path / "app.py").write_text(code)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLASK_DBOS_SYSTEM_DATABASE_URL": db_url}
 
