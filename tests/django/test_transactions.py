@@ -1,0 +1,146 @@
+"""Django-ORM transactions: the ORM writes and the checkpoint commit or roll back together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, connections, transaction
+
+import dbos_django
+from dbos_core import DBOS, SetWorkflowID
+from dbos_core.error import DBOSException
+from dbos_core.transactions import Checkpoint
+from dbos_django.models import TransactionOutput
+from dbos_django.transactions import DBOSDjangoAtomicError, DjangoTransactionBackend
+from tests.django.testapp import workflows
+from tests.django.testapp.models import Ledger, Note
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+@pytest.fixture()
+def execution_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "executions.log"
+    monkeypatch.setattr(workflows, "EXECUTION_LOG", str(log))
+    return log
+
+
+def executions(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_writes_and_checkpoint_commit_together(django_dbos: Any, execution_log: Path) -> None:
+    with SetWorkflowID("wf-commit"):
+        result = workflows.note_workflow("first")
+    assert result["workflow_id"] == "wf-commit"
+    assert result["count"] == 1 and result["summary"] == "1 note(s)"
+    assert list(Note.objects.values_list("title", flat=True)) == ["first"]
+    checkpoint = TransactionOutput.objects.get(workflow_uuid="wf-commit")
+    assert checkpoint.function_id == 1 and checkpoint.output
+    steps = DBOS.list_workflow_steps("wf-commit")
+    assert steps[0]["function_name"].endswith("save_note")
+    assert steps[0]["output"] == 1
+
+    # Running the same workflow ID again replays; the transaction body does not run again.
+    with SetWorkflowID("wf-commit"):
+        again = workflows.note_workflow("first")
+    assert again["count"] == 1
+    assert executions(execution_log) == ["save_note:first"]
+    assert Note.objects.count() == 1
+
+
+def test_rollback_leaves_neither_rows_nor_checkpoint(django_dbos: Any) -> None:
+    with SetWorkflowID("wf-rollback"), pytest.raises(ValueError, match="refusing note"):
+        workflows.note_workflow("bad", fail=True)
+    assert Note.objects.count() == 0
+    assert not TransactionOutput.objects.filter(workflow_uuid="wf-rollback").exists()
+    assert DBOS.retrieve_workflow("wf-rollback").get_status().status == "ERROR"
+    # The error is the step's recorded outcome: replay raises it without running again.
+    with SetWorkflowID("wf-rollback"), pytest.raises(ValueError, match="refusing note"):
+        workflows.note_workflow("bad", fail=True)
+    assert Note.objects.count() == 0
+
+
+def test_committed_checkpoint_not_yet_in_system_database_is_not_run_again(
+    django_dbos: Any, execution_log: Path
+) -> None:
+    # What a crash right after the commit leaves: the checkpoint row, no system step.
+    from dbos_core.serialization import serialize_value
+
+    rt_serializer = django_dbos._current._runtime.serializer
+    TransactionOutput.objects.create(
+        workflow_uuid="wf-crashed",
+        function_id=1,
+        output=serialize_value(rt_serializer, 41, "test"),
+        created_at=0,
+    )
+    with SetWorkflowID("wf-crashed"):
+        result = workflows.note_workflow("never")
+    assert result["count"] == 41
+    assert executions(execution_log) == []
+    assert Note.objects.count() == 0
+    assert DBOS.list_workflow_steps("wf-crashed")[0]["output"] == 41
+
+
+def test_duplicate_commit_is_refused_by_the_checkpoint_key(django_dbos: Any) -> None:
+    backend = DjangoTransactionBackend("default")
+    checkpoint = Checkpoint("wf-dup", 1, lambda value: repr(value))
+
+    def body(connection: Any) -> int:
+        Note.objects.create(title="dup")
+        return 7
+
+    assert backend.run(body, checkpoint, "SERIALIZABLE") == 7
+    with pytest.raises(IntegrityError):
+        backend.run(body, checkpoint, "SERIALIZABLE")
+    # The losing run's ORM write rolled back with its checkpoint.
+    assert Note.objects.filter(title="dup").count() == 1
+    recorded = backend.recorded_output("wf-dup", 1)
+    assert recorded is not None and recorded.output == "7"
+    assert backend.recorded_output("wf-dup", 2) is None
+
+
+def test_outer_atomic_block_is_refused(django_dbos: Any) -> None:
+    with pytest.raises(DBOSDjangoAtomicError, match="outer atomic"), transaction.atomic():
+        Note.objects.create(title="outer")
+        workflows.note_workflow("inner")
+    assert Note.objects.count() == 0
+    # Outside a workflow too: the same rule everywhere.
+    with pytest.raises(DBOSDjangoAtomicError), transaction.atomic():
+        workflows.save_note("direct")
+
+
+def test_transaction_outside_a_workflow_runs_without_checkpoint(django_dbos: Any) -> None:
+    assert workflows.save_note("plain") == 1
+    assert Note.objects.count() == 1
+    assert TransactionOutput.objects.count() == 0
+
+
+def test_using_another_alias(django_dbos: Any) -> None:
+    with SetWorkflowID("wf-ledger"):
+        assert workflows.ledger_workflow("credit") == 1
+    assert list(Ledger.objects.using("other").values_list("entry", flat=True)) == ["credit"]
+    assert TransactionOutput.objects.using("other").filter(workflow_uuid="wf-ledger").exists()
+    assert not TransactionOutput.objects.using("default").exists()
+
+
+@DBOS.workflow()
+def note_then_probe_connection(title: str) -> bool:
+    workflows.save_note(title)
+    # This runs on a DBOS workflow thread, which has no request cycle to close it.
+    return connections["default"].connection is None
+
+
+def test_connections_are_released_on_dbos_threads(django_dbos: Any) -> None:
+    # With CONN_MAX_AGE=0 (Django's default) the connection a transaction opened on a
+    # DBOS thread is closed again, as Django does at the end of a request.
+    handle = DBOS.start_workflow(note_then_probe_connection, "threaded")
+    assert handle.get_result() is True
+    assert Note.objects.filter(title="threaded").count() == 1
+
+
+def test_bad_alias_is_refused_at_decoration() -> None:
+    with pytest.raises(DBOSException, match="no such alias"):
+        dbos_django.transaction(using="nowhere")(lambda: None)
