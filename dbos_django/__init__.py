@@ -27,7 +27,9 @@ def transaction(
     return _transaction(using, isolation_level, name=name)
 
 
-def start_workflow_on_commit(func: Any, *args: Any, using: str | None = None, **kwargs: Any) -> None:
+def start_workflow_on_commit(
+    func: Any, *args: Any, using: str | None = None, **kwargs: Any
+) -> None:
     from .on_commit import start_workflow_on_commit as _start
 
     _start(func, *args, using=using, **kwargs)

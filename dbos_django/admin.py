@@ -25,7 +25,7 @@ QUEUE_SCAN_LIMIT = 2000
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WorkflowAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -33,21 +33,21 @@ class WorkflowAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     def get_urls(self) -> list[Any]:
-        info = self.opts.app_label, self.opts.model_name
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         wrap = self.admin_site.admin_view
         return [
-            path("", wrap(self.list_view), name="%s_%s_changelist" % info),
+            path("", wrap(self.list_view), name=f"{prefix}_changelist"),
             path(
                 "<path:workflow_id>/cancel/",
                 wrap(require_POST(self.cancel_view)),
-                name="%s_%s_cancel" % info,
+                name=f"{prefix}_cancel",
             ),
             path(
                 "<path:workflow_id>/resume/",
                 wrap(require_POST(self.resume_view)),
-                name="%s_%s_resume" % info,
+                name=f"{prefix}_resume",
             ),
-            path("<path:workflow_id>/", wrap(self.detail_view), name="%s_%s_change" % info),
+            path("<path:workflow_id>/", wrap(self.detail_view), name=f"{prefix}_change"),
         ]
 
     def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:

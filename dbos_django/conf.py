@@ -98,12 +98,9 @@ def load() -> DjangoDBOSSettings:
         modules = []
     if isinstance(modules, str):
         modules = [modules]
-    if not isinstance(modules, (list, tuple)) or not all(
-        isinstance(m, str) and m for m in modules
-    ):
+    if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) and m for m in modules):
         raise DBOSSettingsError(
-            "settings.DBOS['workflow_modules'] must be a list of module names such as "
-            "['workflows']"
+            "settings.DBOS['workflow_modules'] must be a list of module names such as ['workflows']"
         )
     commands = values["launch_commands"]
     if not isinstance(commands, (list, tuple)) or not all(isinstance(c, str) for c in commands):

@@ -37,9 +37,7 @@ def management_command(argv: Sequence[str]) -> str | None:
     if not argv:
         return None
     script = os.path.basename(argv[0])
-    is_manage = script in _MANAGE_SCRIPTS or argv[0].endswith(
-        os.path.join("django", "__main__.py")
-    )
+    is_manage = script in _MANAGE_SCRIPTS or argv[0].endswith(os.path.join("django", "__main__.py"))
     if not is_manage:
         return None
     return argv[1] if len(argv) > 1 else ""

@@ -29,7 +29,8 @@ def django_dbos(transactional_db: None, dbos_test_config: dict[str, Any]) -> Ite
     from . import conf
 
     integration.destroy()
-    DBOS(config={**conf.dbos_config(), **dbos_test_config})  # type: ignore[typeddict-item]
+    config: Any = {**conf.dbos_config(), **dbos_test_config}
+    DBOS(config=config)
     DBOS.reset_system_database()
     DBOS.launch()
     try:

@@ -87,7 +87,9 @@ class DjangoTransactionBackend(TransactionBackend):
         finally:
             _release(connection)
 
-    def run(self, body: Callable[[Any], T], checkpoint: Checkpoint | None, isolation_level: str) -> T:
+    def run(
+        self, body: Callable[[Any], T], checkpoint: Checkpoint | None, isolation_level: str
+    ) -> T:
         from django.db import connections, transaction
 
         from .models import TransactionOutput

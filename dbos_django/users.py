@@ -48,7 +48,10 @@ def make_resolver(
             return identity_of(request, roles_path)
         # An async view started the workflow: reading request.user may query the
         # database, which Django forbids on the event loop's thread.
-        return _in_thread(lambda: identity_of(request, roles_path))
+        identity: tuple[str | None, list[str] | None] = _in_thread(
+            lambda: identity_of(request, roles_path)
+        )
+        return identity
 
     return resolve
 

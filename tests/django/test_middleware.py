@@ -70,7 +70,8 @@ def test_session_login_user_and_anonymous(django_dbos: Any, alice: User) -> None
 async def _async_requests(alice_name: str) -> tuple[Any, Any]:
     client = AsyncClient()
     with_user = await client.post(
-        "/notes/async/?title=as", headers={"X-Test-User": alice_name, "dbos-idempotency-key": "as-1"}
+        "/notes/async/?title=as",
+        headers={"X-Test-User": alice_name, "dbos-idempotency-key": "as-1"},
     )
     anonymous = await client.post("/notes/async/?title=as2")
     return with_user, anonymous
