@@ -250,3 +250,51 @@ def test_sigkill_after_commit_is_not_run_again(project: Project) -> None:
     assert project.executions() == ["save_note:once"]
     assert project.query("SELECT title FROM testapp_note") == [("once",)]
     assert "{'workflow_id': 'crash-1', 'count': 1" in got["output"]
+
+
+def test_gunicorn_preload_launches_once_per_worker(project: Project) -> None:
+    prepared(project)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--preload",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "-c",
+            str(ROOT / "tests" / "django" / "gunicorn_conf.py"),
+            "tests.django.wsgi:application",
+        ],
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/admin/login/", timeout=5).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.1)
+        headers = {"dbos-idempotency-key": "g-1", "X-Test-User": "alice"}
+        bodies = [
+            httpx.post(f"{base}/notes/?title=g", headers=headers, timeout=30).json()
+            for _ in range(4)
+        ]
+        assert all(b == bodies[0] for b in bodies)
+        assert bodies[0]["workflow_id"] == "g-1" and bodies[0]["user"] == "alice"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    # The preloading master imported the app but did not launch; each worker did, once.
+    assert output.count("DBOS launched") == 2, output
+    assert project.executions() == ["save_note:g"]
