@@ -63,13 +63,17 @@ def test_in_memory_sqlite_alias_is_refused() -> None:
     from django.db import connections
 
     settings_dict = connections["system"].settings_dict
-    saved = settings_dict["NAME"]
-    settings_dict["NAME"] = ":memory:"
+    saved = dict(settings_dict)
+    settings_dict.update(ENGINE="django.db.backends.sqlite3", NAME=":memory:")
     try:
         with pytest.raises(conf.DBOSSettingsError, match="in-memory"):
             conf.url_for_alias("system")
+        settings_dict["ENGINE"] = "django.db.backends.mysql"
+        with pytest.raises(conf.DBOSSettingsError, match="supports"):
+            conf.url_for_alias("system")
     finally:
-        settings_dict["NAME"] = saved
+        settings_dict.clear()
+        settings_dict.update(saved)
 
 
 def test_url_for_alias_follows_the_alias() -> None:

@@ -144,3 +144,33 @@ def test_connections_are_released_on_dbos_threads(django_dbos: Any) -> None:
 def test_bad_alias_is_refused_at_decoration() -> None:
     with pytest.raises(DBOSException, match="no such alias"):
         dbos_django.transaction(using="nowhere")(lambda: None)
+
+
+class LosesTheRace(DjangoTransactionBackend):
+    """Another execution of the same workflow commits this transaction just before us."""
+
+    def run(self, body: Any, checkpoint: Checkpoint | None, isolation_level: str) -> Any:
+        if checkpoint is not None:
+            TransactionOutput.objects.create(
+                workflow_uuid=checkpoint.workflow_id,
+                function_id=checkpoint.function_id,
+                output=checkpoint.serialize(99),
+                created_at=0,
+            )
+            Note.objects.create(title="winner")
+        return super().run(body, checkpoint, isolation_level)
+
+
+def test_concurrent_duplicate_commits_once_and_uses_the_winners_output(
+    django_dbos: Any, execution_log: Path
+) -> None:
+    from dbos_core.integration import set_transaction_backend_factory
+
+    set_transaction_backend_factory(lambda rt: LosesTheRace("default"))
+    with SetWorkflowID("wf-race"):
+        result = workflows.note_workflow("loser")
+    assert result["count"] == 99
+    # Our body ran, but its write rolled back with the refused checkpoint.
+    assert executions(execution_log) == ["save_note:loser"]
+    assert list(Note.objects.values_list("title", flat=True)) == ["winner"]
+    assert DBOS.list_workflow_steps("wf-race")[0]["output"] == 99
