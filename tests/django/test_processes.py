@@ -133,6 +133,8 @@ def prepared(project: Project) -> Project:
             "createsuperuser", "--noinput", "--username", "alice", "--email", "a@example.org"
         ),
         project.manage("check"),
+        project.manage("shell", "-c", "print('shell ok')"),
+        project.manage("makemigrations", "--check", "--dry-run"),
     ]
     for result in outputs:
         ok(result)
@@ -298,3 +300,36 @@ def test_gunicorn_preload_launches_once_per_worker(project: Project) -> None:
     # The preloading master imported the app but did not launch; each worker did, once.
     assert output.count("DBOS launched") == 2, output
     assert project.executions() == ["save_note:g"]
+
+
+def test_runserver_with_autoreload_launches_in_the_serving_child_only(project: Project) -> None:
+    prepared(project)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(MANAGE), "runserver", f"127.0.0.1:{port}"],
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,  # the file-watcher parent and its serving child
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None
+            with contextlib.suppress(httpx.TransportError):
+                response = httpx.post(
+                    f"http://127.0.0.1:{port}/notes/?title=r",
+                    headers={"dbos-idempotency-key": "reload-1"},
+                    timeout=30,
+                )
+                if response.status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "runserver did not start"
+            time.sleep(0.2)
+        assert response.json()["workflow_id"] == "reload-1"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert output.count("DBOS launched") == 1, output
