@@ -174,3 +174,30 @@ def test_concurrent_duplicate_commits_once_and_uses_the_winners_output(
     assert executions(execution_log) == ["save_note:loser"]
     assert list(Note.objects.values_list("title", flat=True)) == ["winner"]
     assert DBOS.list_workflow_steps("wf-race")[0]["output"] == 99
+
+
+def test_conflicting_transactions_are_retried(django_dbos: Any) -> None:
+    import threading
+
+    barrier = threading.Barrier(2, timeout=10)
+    attempts: dict[str, int] = {}
+
+    @DBOS.transaction()
+    def read_then_insert(title: str) -> int:
+        attempts[title] = attempts.get(title, 0) + 1
+        seen = Note.objects.count()
+        if attempts[title] == 1:
+            barrier.wait()  # both have read before either writes: a conflict
+        Note.objects.create(title=title)
+        return seen
+
+    @DBOS.workflow()
+    def racer(title: str) -> int:
+        return read_then_insert(title)
+
+    handles = [DBOS.start_workflow(racer, t) for t in ("left", "right")]
+    seen = sorted(h.get_result() for h in handles)
+    # Serialized: one saw no note, the other (retried after the conflict) saw one.
+    assert seen == [0, 1]
+    assert Note.objects.count() == 2
+    assert sorted(attempts.values()) == [1, 2]
