@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from urllib.parse import urlsplit
 
 BACKEND = os.environ.get("DBOS_TEST_BACKEND", "sqlite")
-PG_HOST = os.environ.get("DBOS_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = os.environ.get("DBOS_TEST_PG_PORT", "5432")
+# The same server as the core tests (tests/conftest.py).
+_PG = urlsplit(os.environ.get("DBOS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432"))
 LOCATION = os.environ.get("DBOS_DJANGO_DB")
 
 SECRET_KEY = "dbos-django-tests-only"
@@ -66,9 +67,10 @@ def _databases() -> dict[str, dict[str, object]]:
             return {
                 "ENGINE": "django.db.backends.postgresql",
                 "NAME": name,
-                "USER": "postgres",
-                "HOST": PG_HOST,
-                "PORT": PG_PORT,
+                "USER": _PG.username or "postgres",
+                "PASSWORD": _PG.password or "",
+                "HOST": _PG.hostname or "127.0.0.1",
+                "PORT": str(_PG.port or 5432),
                 "TEST": {"NAME": f"test_{name}"},
             }
 

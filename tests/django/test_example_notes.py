@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 import uuid
+from urllib.parse import urlsplit
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import BACKEND, _pg_admin
+from tests.conftest import BACKEND, PG_SERVER, _pg_admin
 from tests.django.test_processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,10 @@ def notes_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         name = f"dbos_notes_{uuid.uuid4().hex[:10]}"
         _pg_admin(f'CREATE DATABASE "{name}"')
         env["NOTES_PG_NAME"] = name
+        server = urlsplit(PG_SERVER)
+        env["NOTES_PG_HOST"] = server.hostname or "127.0.0.1"
+        env["NOTES_PG_PORT"] = str(server.port or 5432)
+        env["NOTES_PG_USER"] = server.username or "postgres"
     else:
         env["NOTES_DB_PATH"] = str(tmp_path / "notes.sqlite3")
     yield env
