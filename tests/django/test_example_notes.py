@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 import uuid
-from urllib.parse import urlsplit
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
