@@ -28,6 +28,13 @@ class DBOSDjangoConfig(AppConfig):
         except conf.DBOSSettingsError:
             return  # reported by the system checks (manage.py check), with the reason
         import_workflow_modules(settings.workflow_modules)
+        # DBOS workflow threads have no request cycle: close their connections as
+        # Django does after a request (per CONN_MAX_AGE) when a workflow finishes there.
+        from django.db import close_old_connections
+
+        from dbos_core.integration import add_after_work_hook
+
+        add_after_work_hook(close_old_connections)
         if settings.transaction_backend == "django":
             transactions.install(settings.transaction_database)
         should_launch, why = lifecycle.launch_decision(

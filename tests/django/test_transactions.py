@@ -201,3 +201,25 @@ def test_conflicting_transactions_are_retried(django_dbos: Any) -> None:
     assert seen == [0, 1]
     assert Note.objects.count() == 2
     assert sorted(attempts.values()) == [1, 2]
+
+
+def test_orm_use_in_steps_is_released_after_the_workflow(django_dbos: Any) -> None:
+    import time
+
+    wrappers: list[Any] = []
+
+    @DBOS.step()
+    def count_in_step() -> int:
+        wrappers.append(connections["default"])  # this thread's connection wrapper
+        return Note.objects.count()
+
+    @DBOS.workflow()
+    def reads_in_a_step() -> int:
+        return count_in_step()
+
+    assert DBOS.start_workflow(reads_in_a_step).get_result() == 0
+    # The after-work hook closes it once the workflow is done on that thread.
+    deadline = time.monotonic() + 10
+    while wrappers[0].connection is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert wrappers[0].connection is None
