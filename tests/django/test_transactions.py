@@ -223,3 +223,21 @@ def test_orm_use_in_steps_is_released_after_the_workflow(django_dbos: Any) -> No
     while wrappers[0].connection is not None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert wrappers[0].connection is None
+
+
+@pytest.fixture()
+def system_tables_in_default_db(settings: Any) -> None:
+    settings.DBOS = {"name": "same-db", "application_version": "test"}
+
+
+def test_system_database_defaults_to_the_default_test_database(
+    system_tables_in_default_db: None, django_dbos: Any
+) -> None:
+    from dbos_django import conf
+
+    url = conf.dbos_config()["system_database_url"]
+    assert str(connections["default"].settings_dict["NAME"]) in url
+    assert "test_" in url  # the test database, never the real one
+    with SetWorkflowID("wf-same-db"):
+        assert workflows.note_workflow("together")["count"] == 1
+    assert DBOS.retrieve_workflow("wf-same-db").get_status().status == "SUCCESS"
