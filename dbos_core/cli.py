@@ -54,7 +54,7 @@ def _format_record(record: dict[str, Any]) -> str:
     return "\n".join(f"{k.ljust(width)}  {'' if v is None else v}" for k, v in record.items())
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "dbos-suite") -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-D",
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     parser = argparse.ArgumentParser(
-        prog="dbos-suite", description="Manage the workflows in a DBOS system database."
+        prog=prog, description="Manage the workflows in a DBOS system database."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("migrate", parents=[common], help="create or upgrade the system tables")
@@ -238,16 +238,19 @@ def _queue_command(client: Any, args: argparse.Namespace, out: TextIO) -> None:
     _emit(out, args, summary, _format_table(summary, ("queue_name", "ENQUEUED", "PENDING")))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, prog: str = "dbos-suite"
+) -> int:
+    """Run one command; ``out`` and ``prog`` let a host (``manage.py dbos``) embed it."""
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
-        _run(args, sys.stdout)
+        _run(args, out or sys.stdout)
     except UsageError as exc:
-        print(f"dbos-suite: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except DBOSException as exc:
-        print(f"dbos-suite: error: {exc.message}", file=sys.stderr)
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
         return 1
     return 0
 

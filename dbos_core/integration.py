@@ -184,3 +184,15 @@ def set_transaction_backend_factory(factory: Any) -> None:
     from .transactions.protocol import set_backend_factory
 
     set_backend_factory(factory)
+
+
+def add_after_work_hook(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` on a DBOS workflow thread after each workflow it ran there (once).
+
+    For per-thread resources of a framework: the Django adapter closes the thread's
+    database connections there, as Django does at the end of a request.
+    """
+    from .runtime.runtime import after_work_hooks
+
+    if hook not in after_work_hooks:
+        after_work_hooks.append(hook)

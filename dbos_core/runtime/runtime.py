@@ -37,6 +37,10 @@ class Service(Protocol):
 # Factories the optional parts register at import time; each gets the runtime at launch.
 service_factories: list[Callable[[Runtime], Service | None]] = []
 
+# Called on a workflow thread after each piece of work it ran (adapters release per-thread
+# resources there, as Django closes its connections at the end of a request).
+after_work_hooks: list[Callable[[], None]] = []
+
 
 class DBOSDestroyedError(DBOSException):
     """The runtime was destroyed while a workflow ran; it stays PENDING for recovery."""
@@ -174,7 +178,7 @@ class Runtime:
         """Run ``fn`` on a workflow thread in a fresh context (nothing of the caller's leaks)."""
         if self.workflow_pool is None or self.stopped:
             raise DBOSDestroyedError("DBOS is not running")
-        return self.workflow_pool.submit(Context().run, fn)
+        return self.workflow_pool.submit(Context().run, _with_after_work_hooks, fn)
 
     def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run a coroutine on the runtime's own event loop thread."""
@@ -198,3 +202,14 @@ class Runtime:
                 ready.wait()
                 self._loop = loop
             return self._loop
+
+
+def _with_after_work_hooks(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    finally:
+        for hook in list(after_work_hooks):
+            try:
+                hook()
+            except Exception as exc:
+                logging.getLogger("dbos").warning("after-work hook %r failed: %s", hook, exc)

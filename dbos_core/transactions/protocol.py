@@ -135,6 +135,17 @@ def transaction_protocol(
             )
         )
     except Exception as exc:
+        # A concurrent execution of the same workflow may have committed this transaction
+        # first (our checkpoint insert then fails on its unique key): its output wins.
+        try:
+            recorded = yield Blocking(
+                lambda: backend.recorded_output(state.workflow_id, function_id)
+            )
+        except Exception:
+            recorded = None  # the original error is the one to report
+        if recorded is not None:
+            result = deserialize_value(rt.serializer, recorded.output, f"output of {name!r}")
+            return (yield from record_outcome(rt, state, function_id, name, started, result, None))
         # Rolled back: nothing of it exists in the application database. Record the error.
         return (yield from record_outcome(rt, state, function_id, name, started, None, exc))
     return (yield from record_outcome(rt, state, function_id, name, started, result, None))

@@ -1,0 +1,15 @@
+#!/usr/bin/env python
+"""manage.py of the django_notes example (run it from anywhere)."""
+
+import os
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    os.environ.setdefault(
+        "DJANGO_SETTINGS_MODULE", "example_projects.django_notes.notes_site.settings"
+    )
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)

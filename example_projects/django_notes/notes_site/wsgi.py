@@ -1,0 +1,11 @@
+"""WSGI entry point (gunicorn example_projects.django_notes.notes_site.wsgi)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_projects.django_notes.notes_site.settings")
+application = get_wsgi_application()
+# DBOS launches in each worker on its first request; to launch (and recover) at once in a
+# server that does not fork after importing this, call dbos_django.launch() here, or set
+# post_fork = dbos_django.post_fork in gunicorn.conf.py when using --preload.
