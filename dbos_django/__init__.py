@@ -1,7 +1,7 @@
 """Durable workflows for Django: add ``"dbos_django"`` to INSTALLED_APPS, add
 ``dbos_django.middleware.DBOSMiddleware`` and a ``DBOS`` settings dict.
 
-See README_SECTION.md. This module imports Django lazily so that importing it never
+See the Django section of README.md. This module imports Django lazily so that importing it never
 needs configured settings.
 """
 

@@ -1,4 +1,4 @@
-"""When DBOS launches in a Django project (the rule is documented in README_SECTION.md).
+"""When DBOS launches in a Django project (the rule is documented in the Django section of README.md).
 
 1. ``settings.DBOS['auto_launch'] = False``: never automatically.
 2. ``manage.py <command>``: only the serving process of a command in ``launch_commands``

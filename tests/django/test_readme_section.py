@@ -1,12 +1,14 @@
-"""dbos_django/README_SECTION.md shows the example project's code exactly as it runs."""
+"""The README's Django section shows the example project's code exactly as it runs."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from tests.readme import readme_section
+
 ROOT = Path(__file__).resolve().parents[2]
-SECTION = (ROOT / "dbos_django" / "README_SECTION.md").read_text()
+SECTION = readme_section("Django")
 EXAMPLE = ROOT / "example_projects" / "django_notes"
 
 
