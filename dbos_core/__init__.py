@@ -14,6 +14,7 @@ from .config import DBOSConfig
 from .dbos import DBOS
 from .handles import WorkflowHandle, WorkflowHandleAsync
 from .options import SetAuthenticatedUser, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
+from .queue import Queue
 from .serialization import JsonSerializer, PickleSerializer, Serializer
 from .types import StepInfo, WorkflowInputs, WorkflowStatus, WorkflowStatusString
 
@@ -23,6 +24,7 @@ __all__ = [
     "DBOSConfiguredInstance",
     "JsonSerializer",
     "PickleSerializer",
+    "Queue",
     "Serializer",
     "SetAuthenticatedUser",
     "SetEnqueueOptions",

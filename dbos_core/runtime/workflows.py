@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from ..serialization import (
     serialize_error,
     serialize_value,
 )
+from ..storage.records import StepRecord
 from ..types import TERMINAL_STATUSES, WorkflowInputs
 from . import context as ctx
 from .effects import Blocking, Protocol, UserCall, Wait, run_async, run_sync
@@ -312,8 +314,11 @@ def dispatch(
     kwargs: dict[str, Any],
     *,
     same_loop: bool = False,
-) -> None:
-    """Execute a workflow in the background: a workflow thread, or an event loop."""
+) -> Future[Any] | asyncio.Task[Any]:
+    """Execute a workflow in the background: a workflow thread, or an event loop.
+
+    Returns the future of the execution (the queue dispatcher frees a slot when it is done).
+    """
     if reg.is_async:
         coro = run_async(execute_protocol(rt, reg, state, args, kwargs))
         if same_loop:
@@ -321,11 +326,13 @@ def dispatch(
 
             task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
             task.add_done_callback(_log_background_failure(rt, state.workflow_id))
-        else:
-            rt.run_coroutine(coro).add_done_callback(_log_background_failure(rt, state.workflow_id))
-        return
+            return task
+        cfuture = rt.run_coroutine(coro)
+        cfuture.add_done_callback(_log_background_failure(rt, state.workflow_id))
+        return cfuture
     future = rt.submit(lambda: run_sync(execute_protocol(rt, reg, state, args, kwargs)))
     future.add_done_callback(_log_background_failure(rt, state.workflow_id))
+    return future
 
 
 def _log_background_failure(rt: Runtime, workflow_id: str) -> Any:
@@ -391,14 +398,17 @@ def recover_workflow(rt: Runtime, workflow_id: str) -> bool:
     return True
 
 
-def state_from_row(rt: Runtime, m: Any) -> ctx.WorkflowState:
+def state_from_row(
+    rt: Runtime, m: Any, recorded: dict[int, StepRecord] | None = None
+) -> ctx.WorkflowState:
+    """The execution state of a stored workflow; its checkpoints are read unless given."""
     import json
 
     roles = m["authenticated_roles"]
     return ctx.WorkflowState(
         workflow_id=m["workflow_uuid"],
         name=m["name"],
-        recorded=rt.sysdb.steps.load(m["workflow_uuid"]),
+        recorded=rt.sysdb.steps.load(m["workflow_uuid"]) if recorded is None else recorded,
         deadline_ms=m["workflow_deadline_epoch_ms"],
         authenticated_user=m["authenticated_user"],
         authenticated_roles=None if roles is None else json.loads(roles),

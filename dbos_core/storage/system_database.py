@@ -7,6 +7,7 @@ from typing import Any
 from ..serialization import Serializer
 from .database import Database
 from .migrations import LATEST_VERSION, current_version, drop_all, migrate, notify_channel
+from .queues import QueueStore
 from .steps import StepStore
 from .workflows import WorkflowStore
 
@@ -28,6 +29,7 @@ class SystemDatabase:
         self.serializer = serializer
         self.workflows = WorkflowStore(self.db, serializer)
         self.steps = StepStore(self.db)
+        self.queues = QueueStore(self.db)
 
     @property
     def is_sqlite(self) -> bool:
