@@ -239,3 +239,83 @@ def test_sigkilled_worker_recovers_its_tasks_exactly_once(
     # Launch-time recovery of the restarted w2 completed its own orphaned tasks.
     assert {finishers[w] for w in orphaned} == {"w2"}
     monitor.dispose()
+
+
+def test_worker_concurrency_counts_recovered_tasks(
+    db_url: str, dbos_config: Any, tmp_path: Path
+) -> None:
+    """A restarted worker recovers its claimed tasks and counts them against its slots."""
+    import threading
+
+    from dbos_core import DBOS, Queue
+
+    child = subprocess.Popen(
+        [sys.executable, str(WORKER.with_name("queue_crash_worker.py")), db_url, "6"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    monitor = _monitor_engine(db_url)
+    try:
+        _wait_for(
+            lambda: (
+                _tables_ready(monitor)
+                and _scalar(
+                    monitor, "SELECT count(*) FROM workflow_status WHERE status = 'PENDING'"
+                )
+                == 2
+            ),
+            60,
+            [child],
+        )
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    claimed = {
+        r[0]
+        for r in monitor.connect().execute(
+            sa.text("SELECT workflow_uuid FROM workflow_status WHERE status = 'PENDING'")
+        )
+    }
+    monitor.dispose()
+
+    lock = threading.Lock()
+    state = {"running": 0, "peak": 0}
+    ran: list[int] = []
+
+    DBOS.destroy()
+    Queue("crash_q", worker_concurrency=2)
+
+    @DBOS.step(name="crash_step")
+    def crash_step(i: int) -> int:
+        with lock:
+            state["running"] += 1
+            state["peak"] = max(state["peak"], state["running"])
+            ran.append(i)
+        time.sleep(0.05)
+        with lock:
+            state["running"] -= 1
+        return i
+
+    @DBOS.workflow(name="crash_task")
+    def crash_task(i: int) -> int:
+        return crash_step(i)
+
+    DBOS(config={**dbos_config, "executor_id": "crashy", "application_version": "cv1"})
+    DBOS.launch()
+    try:
+        handles = [DBOS.retrieve_workflow(w) for w in claimed]
+        everything = DBOS.list_queued_workflows(queue_name="crash_q")
+        assert len(everything) == 6
+        results = sorted(DBOS.retrieve_workflow(w.workflow_id).get_result() for w in everything)
+        assert results == list(range(6))
+        assert all(h.get_status().status == "SUCCESS" for h in handles)
+        # The two recovered tasks held both worker slots: never more than two at once.
+        assert state["peak"] == 2
+        assert sorted(ran) == list(range(6))
+    finally:
+        DBOS.destroy()
