@@ -177,7 +177,15 @@ class QueueDispatcher:
         from .workflows import dispatch, load_call, state_from_row
 
         rt = self.rt
-        steps = rt.sysdb.queues.load_steps([r._mapping["workflow_uuid"] for r in rows])
+        # A workflow dequeued for the first time has no checkpoints to read; one that
+        # ran before (or was forked with copied steps) needs them for its replay.
+        steps = rt.sysdb.queues.load_steps(
+            [
+                r._mapping["workflow_uuid"]
+                for r in rows
+                if r._mapping["recovery_attempts"] > 1 or r._mapping["forked_from"] is not None
+            ]
+        )
         for row in rows:
             m = row._mapping
             workflow_id = m["workflow_uuid"]

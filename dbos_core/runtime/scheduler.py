@@ -16,7 +16,7 @@ from typing import Any
 
 from ..error import DBOSException
 from . import context as ctx
-from .registry import Registration
+from .registry import Registration, registry
 from .runtime import DBOSDestroyedError, Runtime, Service, service_factories
 
 
@@ -78,6 +78,13 @@ def register_schedule(func: Callable[..., Any], cron: str) -> None:
     _changed.set()
 
 
+def unregister_schedule(name: str) -> None:
+    """Stop firing a schedule (tests, or code that replaces a schedule)."""
+    with _lock:
+        _schedules.pop(name, None)
+    _changed.set()
+
+
 def scheduled_workflow_id(name: str, scheduled_time: datetime) -> str:
     return f"sched-{name}-{scheduled_time.astimezone(UTC).isoformat()}"
 
@@ -122,7 +129,8 @@ class Scheduler:
         while not self._stop.is_set() and not self.rt.stopped:
             _changed.clear()
             with _lock:
-                current = dict(_schedules)
+                # A workflow dropped from the registry (destroy_registry) stops firing.
+                current = {n: s for n, s in _schedules.items() if registry.get(n) is s.reg}
             now = datetime.now(UTC)
             for name, schedule in current.items():
                 known = upcoming.get(name)
