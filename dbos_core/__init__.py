@@ -12,6 +12,7 @@ from . import error
 from .classes import DBOSConfiguredInstance
 from .config import DBOSConfig
 from .dbos import DBOS
+from .debouncer import Debouncer
 from .handles import WorkflowHandle, WorkflowHandleAsync
 from .options import SetAuthenticatedUser, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
 from .queue import Queue
@@ -22,6 +23,7 @@ __all__ = [
     "DBOS",
     "DBOSConfig",
     "DBOSConfiguredInstance",
+    "Debouncer",
     "JsonSerializer",
     "PickleSerializer",
     "Queue",

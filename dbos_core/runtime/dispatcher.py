@@ -73,6 +73,9 @@ class QueueDispatcher:
         # Workflows this dispatcher started that have not finished, per queue.
         self._running: dict[str, set[str]] = {}
         self._waiter: Waiter | None = None
+        # When the timers (debouncer) next want to run, epoch seconds, or at once if kicked.
+        self._timers_due = 0.0
+        self._timers_kicked = False
         self._thread = threading.Thread(target=self._run, name="dbos-queue-dispatcher", daemon=True)
 
     def start(self) -> None:
@@ -94,7 +97,6 @@ class QueueDispatcher:
         rt = self.rt
         seen_version = -1
         waiter: Waiter | None = None
-        timers_due = 0.0
         try:
             while not self._stop.is_set() and not rt.stopped:
                 if seen_version != queue_registry.version or waiter is None:
@@ -119,24 +121,32 @@ class QueueDispatcher:
                         retry_at = None
                     if retry_at is not None:
                         wake_at = min(wake_at, retry_at)
-                if now >= timers_due:
-                    timers_due = now + self._fallback_poll()
-                    for timer in list(dispatcher_timers):
-                        try:
-                            again = timer(rt)
-                        except Exception as exc:
-                            rt.logger.warning("Queue timer failed: %s", exc)
-                            again = None
-                        if again is not None:
-                            timers_due = min(timers_due, again)
-                wake_at = min(wake_at, timers_due)
+                if self._timers_kicked or now >= self._timers_due:
+                    self._timers_kicked = False  # a kick during the run triggers another
+                    self._run_timers(now)
+                wake_at = min(wake_at, self._timers_due)
+                if self._timers_kicked:
+                    wake_at = now
                 waiter.wait(max(0.0, wake_at - time.time()))
         finally:
             if waiter is not None:
                 rt.notifier.unsubscribe(waiter)
 
+    def _run_timers(self, now: float) -> None:
+        due = now + self._fallback_poll()
+        for timer in list(dispatcher_timers):
+            try:
+                again = timer(self.rt)
+            except Exception as exc:
+                self.rt.logger.warning("Queue timer failed: %s", exc)
+                again = None
+            if again is not None:
+                due = min(due, again)
+        self._timers_due = due
+
     def wake_timers(self) -> None:
         """Run the timers at the next loop turn (a new debounce deadline, for one)."""
+        self._timers_kicked = True
         waiter = self._waiter
         if waiter is not None:
             waiter.wake()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..error import (
     DBOSAwaitedWorkflowCancelledError,
@@ -38,6 +39,9 @@ from .notifier import cancel_key, queue_key, workflow_key
 from .registry import Registration, registry
 from .runtime import DBOSDestroyedError, Runtime
 from .steps import current_runtime
+
+if TYPE_CHECKING:
+    from ..storage.workflows import ChildLink, NewWorkflow
 
 Mode = Literal["call", "start", "enqueue"]
 
@@ -89,8 +93,12 @@ def start_protocol(
     kwargs: dict[str, Any],
     mode: Mode,
     queue: QueueRequest | None = None,
+    insert: Callable[[NewWorkflow, ChildLink | None], tuple[bool, Any]] | None = None,
 ) -> Protocol[Started]:
-    """Create the workflow's row (or find it): the one durable write of a start."""
+    """Create the workflow's row (or find it): the one durable write of a start.
+
+    ``insert`` replaces the plain INSERT (the debouncer merges into a waiting row).
+    """
     from ..storage.workflows import ChildLink, NewWorkflow
 
     if ctx.current_step.get() is not None:
@@ -163,7 +171,8 @@ def start_protocol(
         max_recovery_attempts=reg.max_recovery_attempts,
         created_at=now,
     )
-    created, row = yield Blocking(lambda: rt.sysdb.workflows.insert(new, link))
+    inserter = insert or rt.sysdb.workflows.insert
+    created, row = yield Blocking(lambda: inserter(new, link))
     if not created:
         assert row is not None
         existing_name = row._mapping["name"]
