@@ -14,7 +14,7 @@ claims of all processes are serialized.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -72,83 +72,66 @@ class QueueStore:
         budget = MAX_BATCH if local_free is None else min(MAX_BATCH, local_free)
         if budget <= 0:
             return ClaimResult([])
-        scope: list[Any] = [ws.c.queue_name == limits.name]
-        if limits.partitioned:
-            scope.append(ws.c.queue_partition_key == partition_key)
+        params: dict[str, Any] = {
+            "q_name": limits.name,
+            "q_partition": partition_key,
+            "q_version": app_version,
+            "q_executor": executor_id,
+            "q_budget": budget,
+            "q_worker_slots": limits.worker_concurrency,
+        }
+        shape = _Shape(limits.partitioned, app_version is not None, False)
+        if limits.has_global_limit:
+            return self._claim_locked(limits, shape, params, partition_key)
+        # Only this process's own slots limit the claim: one statement does it all, the
+        # count of our PENDING rows (recovered ones included) inside its LIMIT.
+        shape = shape._replace(count_mine=limits.worker_concurrency is not None)
+        params["q_now"] = now_ms()
+        stmt = _statement(self.db, "take", shape)
+        # On SQLite even one statement takes the write lock up front (BEGIN IMMEDIATE):
+        # a read-then-write statement could not upgrade its lock after another commit.
+        with self.db.transaction() if self.db.is_sqlite else self.db.connect() as conn:
+            rows = list(conn.execute(stmt, params))
+        return ClaimResult(_in_queue_order(rows))
+
+    def _claim_locked(
+        self,
+        limits: QueueLimits,
+        shape: _Shape,
+        params: dict[str, Any],
+        partition_key: str | None,
+    ) -> ClaimResult:
+        """Claim under a global limit: count and take in one serialized transaction."""
+        budget = int(params["q_budget"])
         with self.db.transaction() as conn:
-            if limits.has_global_limit and not self.db.is_sqlite:
+            if not self.db.is_sqlite:
                 lock_name = f"dbos.queue:{limits.name}:{partition_key or ''}"
                 conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"),
                     {"n": lock_name},
                 )
             now = now_ms()
+            params["q_now"] = now
             if limits.rate_limit is not None and limits.rate_period_ms is not None:
-                window_start = now - limits.rate_period_ms
-                started, oldest = conn.execute(
-                    sa.select(sa.func.count(), sa.func.min(ws.c.started_at_epoch_ms)).where(
-                        *scope, ws.c.started_at_epoch_ms >= window_start
-                    )
-                ).one()
+                params["q_window_start"] = now - limits.rate_period_ms
+                started, oldest = conn.execute(_statement(self.db, "recent", shape), params).one()
                 free = limits.rate_limit - int(started)
                 if free <= 0:
                     return ClaimResult([], int(oldest) + limits.rate_period_ms + 1)
                 budget = min(budget, free)
             if limits.concurrency is not None or limits.worker_concurrency is not None:
                 pending_all, pending_mine = conn.execute(
-                    sa.select(
-                        sa.func.count(),
-                        sa.func.coalesce(
-                            sa.func.sum(sa.case((ws.c.executor_id == executor_id, 1), else_=0)),
-                            0,
-                        ),
-                    ).where(*scope, ws.c.status == "PENDING")
+                    _statement(self.db, "pending", shape), params
                 ).one()
                 if limits.concurrency is not None:
                     budget = min(budget, limits.concurrency - int(pending_all))
                 if limits.worker_concurrency is not None:
-                    budget = min(budget, limits.worker_concurrency - int(pending_mine))
+                    budget = min(budget, limits.worker_concurrency - int(pending_mine or 0))
             if budget <= 0:
                 return ClaimResult([])
-            pick = (
-                sa.select(ws.c.workflow_uuid)
-                .where(*scope, ws.c.status == "ENQUEUED")
-                .order_by(ws.c.priority.asc(), ws.c.created_at.asc(), ws.c.workflow_uuid.asc())
-                .limit(budget)
-            )
-            if app_version is not None:
-                # Only code of this version may run what was enqueued (as recovery does).
-                pick = pick.where(
-                    sa.or_(
-                        ws.c.application_version.is_(None),
-                        ws.c.application_version == app_version,
-                    )
-                )
-            if not self.db.is_sqlite:
-                pick = pick.with_for_update(skip_locked=True)
-            ids = list(conn.execute(pick).scalars())
-            if not ids:
-                return ClaimResult([])
-            stmt = (
-                ws.update()
-                .where(ws.c.workflow_uuid.in_(ids), ws.c.status == "ENQUEUED")
-                .values(
-                    status="PENDING",
-                    executor_id=executor_id,
-                    started_at_epoch_ms=now,
-                    # Timeouts of enqueued workflows run from dequeue (start-to-completion).
-                    workflow_deadline_epoch_ms=sa.case(
-                        (ws.c.workflow_timeout_ms.is_(None), ws.c.workflow_deadline_epoch_ms),
-                        else_=ws.c.workflow_timeout_ms + now,
-                    ),
-                    recovery_attempts=ws.c.recovery_attempts + 1,
-                    updated_at=now,
-                )
-                .returning(*ws.c)
-            )
-            rows = list(conn.execute(stmt))
-        rows.sort(key=lambda r: (r._mapping["priority"], r._mapping["created_at"]))
-        return ClaimResult(rows)
+            params["q_budget"] = budget
+            rows = list(conn.execute(_statement(self.db, "take", shape), params))
+        return ClaimResult(_in_queue_order(rows))
 
     def load_steps(self, workflow_ids: list[str]) -> dict[str, dict[int, StepRecord]]:
         """Checkpoints of several workflows in one query (a claimed batch)."""
@@ -167,3 +150,96 @@ class QueueStore:
             for r in conn.execute(stmt):
                 found[r[0]][r[1]] = StepRecord(r[1], r[2], r[3], r[4], r[5])
         return found
+
+
+def _in_queue_order(rows: list[AnyRow]) -> list[AnyRow]:
+    return sorted(rows, key=lambda r: (r._mapping["priority"], r._mapping["created_at"]))
+
+
+class _Shape(NamedTuple):
+    """What varies between claim statements (values are bound parameters)."""
+
+    partitioned: bool
+    versioned: bool
+    count_mine: bool
+
+
+# Claim statements are built once per dialect and shape: building them per claim
+# cost more CPU than running them.
+_STATEMENTS: dict[tuple[bool, str, _Shape], Any] = {}
+
+
+def _statement(db: Database, kind: str, shape: _Shape) -> Any:
+    key = (db.is_sqlite, kind, shape)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _build(db.is_sqlite, kind, shape)
+        _STATEMENTS[key] = stmt
+    return stmt
+
+
+def _build(is_sqlite: bool, kind: str, shape: _Shape) -> Any:
+    scope: list[Any] = [ws.c.queue_name == sa.bindparam("q_name")]
+    if shape.partitioned:
+        scope.append(ws.c.queue_partition_key == sa.bindparam("q_partition"))
+    if kind == "recent":
+        return sa.select(sa.func.count(), sa.func.min(ws.c.started_at_epoch_ms)).where(
+            *scope, ws.c.started_at_epoch_ms >= sa.bindparam("q_window_start")
+        )
+    mine = ws.c.executor_id == sa.bindparam("q_executor")
+    if kind == "pending":
+        return sa.select(sa.func.count(), sa.func.sum(sa.case((mine, 1), else_=0))).where(
+            *scope, ws.c.status == "PENDING"
+        )
+    assert kind == "take"
+    budget = sa.bindparam("q_budget", type_=sa.Integer)
+    limit: Any = budget
+    if shape.count_mine:
+        running = (
+            sa.select(sa.func.count())
+            .where(*scope, ws.c.status == "PENDING", mine)
+            .scalar_subquery()
+        )
+        free = sa.bindparam("q_worker_slots", type_=sa.Integer) - running
+        limit = sa.case((free < budget, sa.case((free > 0, free), else_=0)), else_=budget)
+    pick = (
+        sa.select(ws.c.workflow_uuid)
+        .where(*scope, ws.c.status == "ENQUEUED")
+        .order_by(ws.c.priority.asc(), ws.c.created_at.asc(), ws.c.workflow_uuid.asc())
+        .limit(limit)
+    )
+    if shape.versioned:
+        # Only code of this version may run what was enqueued (as recovery does).
+        pick = pick.where(
+            sa.or_(
+                ws.c.application_version.is_(None),
+                ws.c.application_version == sa.bindparam("q_version"),
+            )
+        )
+    if not is_sqlite:
+        # Rows another process is claiming right now are skipped, not waited for.
+        pick = pick.with_for_update(skip_locked=True)
+    # MATERIALIZED: evaluated once. Inlined into the IN, PostgreSQL may re-run a
+    # LIMIT ... SKIP LOCKED subquery and take more rows than the limit.
+    claimable = pick.cte("claimable").prefix_with("MATERIALIZED")
+    now = sa.bindparam("q_now", type_=sa.BigInteger)
+    return (
+        ws.update()
+        .where(
+            ws.c.workflow_uuid.in_(sa.select(claimable.c.workflow_uuid)),
+            ws.c.status == "ENQUEUED",
+        )
+        .values(
+            status="PENDING",
+            executor_id=sa.bindparam("q_executor"),
+            started_at_epoch_ms=now,
+            # Timeouts of enqueued workflows run from dequeue (start-to-completion).
+            workflow_deadline_epoch_ms=sa.case(
+                (ws.c.workflow_timeout_ms.is_(None), ws.c.workflow_deadline_epoch_ms),
+                else_=ws.c.workflow_timeout_ms + now,
+            ),
+            recovery_attempts=ws.c.recovery_attempts + 1,
+            updated_at=now,
+        )
+        .returning(*ws.c)
+    )
