@@ -97,7 +97,18 @@ class Queue:
             rate_period_ms = max(1, int(period * 1000))
         self.priority_enabled = bool(priority_enabled)
         self.partition_queue = bool(partition_queue)
-        self.polling_interval_sec = polling_interval_sec
+        if (
+            isinstance(polling_interval_sec, bool)
+            or not isinstance(polling_interval_sec, (int, float))
+            or not math.isfinite(polling_interval_sec)
+            or polling_interval_sec <= 0
+        ):
+            raise DBOSQueueError(
+                f"{where}: polling_interval_sec must be a positive number of seconds, "
+                f"got {polling_interval_sec!r}"
+            )
+        # Notifications start work at once; this only bounds the fallback re-check.
+        self.polling_interval_sec = float(polling_interval_sec)
         self.limits = QueueLimits(
             name=name,
             concurrency=self.concurrency,
@@ -106,6 +117,7 @@ class Queue:
             rate_period_ms=rate_period_ms,
             partitioned=self.partition_queue,
             priority_enabled=self.priority_enabled,
+            polling_interval_sec=self.polling_interval_sec,
         )
         # Declaring the same name again (a re-import, another test) replaces the settings.
         queue_registry.register(self.limits)

@@ -17,6 +17,8 @@ class QueueLimits:
     rate_period_ms: int | None = None
     partitioned: bool = False
     priority_enabled: bool = False
+    # The longest the dispatcher waits without a notification before re-checking.
+    polling_interval_sec: float = 1.0
 
     @property
     def has_global_limit(self) -> bool:

@@ -76,6 +76,8 @@ class QueueDispatcher:
         # When the timers (debouncer) next want to run, epoch seconds, or at once if kicked.
         self._timers_due = 0.0
         self._timers_kicked = False
+        self._names: list[str] | None = None
+        self._names_from = 0
         self._thread = threading.Thread(target=self._run, name="dbos-queue-dispatcher", daemon=True)
 
     def start(self) -> None:
@@ -91,7 +93,10 @@ class QueueDispatcher:
     # -- the loop ---------------------------------------------------------------
 
     def _fallback_poll(self) -> float:
-        return self.rt.poll_interval if self.rt.sysdb.is_sqlite else PG_FALLBACK_POLL_SEC
+        if self.rt.sysdb.is_sqlite:
+            return self.rt.poll_interval
+        intervals = [q.polling_interval_sec for q in queue_registry.all()]
+        return min([PG_FALLBACK_POLL_SEC, *intervals])
 
     def _run(self) -> None:
         rt = self.rt
@@ -151,6 +156,14 @@ class QueueDispatcher:
         if waiter is not None:
             waiter.wake()
 
+    def _workflow_names(self) -> list[str]:
+        size = len(registry.functions)
+        if self._names is None or size != self._names_from:
+            # Cheap check: the registry only grows while a process runs.
+            self._names = [r.name for r in registry.workflows()]
+            self._names_from = size
+        return self._names
+
     def _local_free(self, limits: QueueLimits) -> int | None:
         if limits.worker_concurrency is None:
             return None
@@ -175,6 +188,7 @@ class QueueDispatcher:
                 self.rt.app_version,
                 partition_key=partition,
                 local_free=self._local_free(limits),
+                workflow_names=self._workflow_names(),
             )
             if result.retry_at_ms is not None:
                 at = result.retry_at_ms / 1000

@@ -63,11 +63,14 @@ class QueueStore:
         app_version: str | None,
         partition_key: str | None = None,
         local_free: int | None = None,
+        workflow_names: list[str] | None = None,
     ) -> ClaimResult:
         """Take as many ENQUEUED workflows as the limits allow and mark them PENDING here.
 
         ``local_free`` is how many more this process is willing to run (its worker
         slots as it knows them); the database count of PENDING rows still decides.
+        ``workflow_names`` (the functions registered here) keeps a process from taking
+        work it could not run, such as a web server that only enqueues.
         """
         budget = MAX_BATCH if local_free is None else min(MAX_BATCH, local_free)
         if budget <= 0:
@@ -79,8 +82,11 @@ class QueueStore:
             "q_executor": executor_id,
             "q_budget": budget,
             "q_worker_slots": limits.worker_concurrency,
+            "q_names": workflow_names,
         }
-        shape = _Shape(limits.partitioned, app_version is not None, False)
+        shape = _Shape(
+            limits.partitioned, app_version is not None, False, workflow_names is not None
+        )
         if limits.has_global_limit:
             return self._claim_locked(limits, shape, params, partition_key)
         # Only this process's own slots limit the claim: one statement does it all, the
@@ -162,6 +168,7 @@ class _Shape(NamedTuple):
     partitioned: bool
     versioned: bool
     count_mine: bool
+    named: bool
 
 
 # Claim statements are built once per dialect and shape: building them per claim
@@ -208,6 +215,8 @@ def _build(is_sqlite: bool, kind: str, shape: _Shape) -> Any:
         .order_by(ws.c.priority.asc(), ws.c.created_at.asc(), ws.c.workflow_uuid.asc())
         .limit(limit)
     )
+    if shape.named:
+        pick = pick.where(ws.c.name.in_(sa.bindparam("q_names", expanding=True)))
     if shape.versioned:
         # Only code of this version may run what was enqueued (as recovery does).
         pick = pick.where(

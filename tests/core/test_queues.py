@@ -455,3 +455,58 @@ def test_queue_declared_after_launch_is_dispatched(dbos: type[DBOS]) -> None:
 
     late = Queue(qname(), worker_concurrency=2)
     assert late.enqueue(task, 1).get_result() == 101
+
+
+def test_work_this_process_cannot_run_is_left_for_others(dbos: type[DBOS]) -> None:
+    """A process claims only workflows whose functions it has (a web server that only
+    enqueues must not take work it would strand)."""
+    from dbos_core.runtime.effects import run_sync
+    from dbos_core.runtime.global_state import get_runtime
+    from dbos_core.runtime.registry import registry
+    from dbos_core.runtime.workflows import QueueRequest, start_protocol
+
+    queue = Queue(qname())
+
+    @DBOS.workflow(name="only-elsewhere")
+    def elsewhere() -> str:
+        return "ran"
+
+    reg = registry.get("only-elsewhere")
+    assert reg is not None
+    del registry.functions["only-elsewhere"]  # as if this process never declared it
+    try:
+        started = run_sync(
+            start_protocol(reg, (), {}, "enqueue", QueueRequest(queue_name=queue.name))
+        )
+
+        @DBOS.workflow()
+        def local(i: int) -> int:
+            return i
+
+        assert queue.enqueue(local, 5).get_result() == 5  # the dispatcher did run meanwhile
+        status = get_runtime().sysdb.workflows.get_status(started.workflow_id)
+        assert status is not None and status.status == "ENQUEUED"
+    finally:
+        registry.functions["only-elsewhere"] = reg
+    # Once the function is known here, the dispatcher takes it.
+    queue.enqueue(local, 6).get_result()
+    assert DBOS.retrieve_workflow(started.workflow_id).get_result(timeout=10) == "ran"
+
+
+def test_enqueue_method_of_configured_instance(dbos: type[DBOS]) -> None:
+    from dbos_core import DBOSConfiguredInstance
+
+    queue = Queue(qname())
+
+    @DBOS.dbos_class()
+    class Greeter(DBOSConfiguredInstance):
+        def __init__(self, greeting: str) -> None:
+            self.greeting = greeting
+            super().__init__(config_name=greeting)
+
+        @DBOS.workflow()
+        def greet(self, name: str) -> str:
+            return f"{self.greeting}, {name}"
+
+    hello = Greeter("hello")
+    assert queue.enqueue(hello.greet, "Ada").get_result() == "hello, Ada"
