@@ -178,6 +178,7 @@ class Queue:
             deduplication_id=options.deduplication_id,
             priority=options.priority or 0,
             partition_key=options.queue_partition_key,
+            app_version=options.app_version,
         )
 
 

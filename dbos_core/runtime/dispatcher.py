@@ -102,6 +102,7 @@ class QueueDispatcher:
         rt = self.rt
         seen_version = -1
         waiter: Waiter | None = None
+        woken = True
         try:
             while not self._stop.is_set() and not rt.stopped:
                 if seen_version != queue_registry.version or waiter is None:
@@ -118,7 +119,7 @@ class QueueDispatcher:
                     if self._stop.is_set():
                         break
                     try:
-                        retry_at = self._dispatch_queue(limits)
+                        retry_at = self._dispatch_queue(limits, polling=not woken)
                     except DBOSDestroyedError:
                         return
                     except Exception as exc:
@@ -132,7 +133,7 @@ class QueueDispatcher:
                 wake_at = min(wake_at, self._timers_due)
                 if self._timers_kicked:
                     wake_at = now
-                waiter.wait(max(0.0, wake_at - time.time()))
+                woken = waiter.wait(max(0.0, wake_at - time.time()))
         finally:
             if waiter is not None:
                 rt.notifier.unsubscribe(waiter)
@@ -165,18 +166,25 @@ class QueueDispatcher:
         return self._names
 
     def _local_free(self, limits: QueueLimits) -> int | None:
-        if limits.worker_concurrency is None:
+        # Partitioned queues apply worker_concurrency per partition: the claim decides.
+        if limits.worker_concurrency is None or limits.partitioned:
             return None
         with self._lock:
             running = len(self._running.get(limits.name, ()))
         return limits.worker_concurrency - running
 
-    def _dispatch_queue(self, limits: QueueLimits) -> float | None:
-        """Claim and start what the queue allows; returns when the limiter frees a slot."""
+    def _dispatch_queue(self, limits: QueueLimits, polling: bool = False) -> float | None:
+        """Claim and start what the queue allows; returns when the limiter frees a slot.
+
+        ``polling``: no notification came, so most queues have nothing new; a plain
+        read checks that first (a claim takes SQLite's write lock even when idle).
+        """
         local_free = self._local_free(limits)
         if local_free is not None and local_free <= 0:
             return None  # our slots are full; a completion here will wake us
         sysdb = self.rt.sysdb
+        if polling and not sysdb.queues.has_enqueued(limits.name):
+            return None
         partitions: list[str | None] = (
             sysdb.queues.partitions(limits.name) if limits.partitioned else [None]
         )

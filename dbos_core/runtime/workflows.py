@@ -52,6 +52,8 @@ class QueueRequest:
     deduplication_id: str | None = None
     priority: int = 0
     partition_key: str | None = None
+    # SetEnqueueOptions(app_version=...): only executors of that version may dequeue it.
+    app_version: str | None = None
 
 
 @dataclass
@@ -151,7 +153,7 @@ def start_protocol(
         status="ENQUEUED" if mode == "enqueue" else "PENDING",
         inputs=inputs_text,
         executor_id=rt.executor_id,
-        application_version=rt.app_version,
+        application_version=queue.app_version if queue and queue.app_version else rt.app_version,
         application_id=rt.config.name,
         class_name=reg.class_name if instance is not None else None,
         config_name=getattr(instance, "config_name", None) if instance is not None else None,

@@ -102,6 +102,11 @@ class DebounceStore:
     def fire_due(self) -> tuple[set[str], int | None]:
         """Release every workflow whose fire time passed; returns their queues and the next time."""
         fired: set[str] = set()
+        # Almost always nothing is due: find out with a plain read, not a write lock.
+        with self.db.connect() as conn:
+            soonest = conn.execute(sa.select(sa.func.min(db_.c.fire_at_epoch_ms))).scalar()
+        if soonest is None or int(soonest) > now_ms():
+            return fired, None if soonest is None else int(soonest)
         with self.db.transaction() as conn:
             now = now_ms()
             due = (

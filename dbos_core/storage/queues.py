@@ -56,6 +56,14 @@ class QueueStore:
         with self.db.connect() as conn:
             return [r[0] for r in conn.execute(stmt)]
 
+    def has_enqueued(self, queue_name: str) -> bool:
+        """Whether the queue holds any ENQUEUED workflow (a lock-free read)."""
+        with self.db.connect() as conn:
+            return (
+                conn.execute(_statement(self.db, "any", _NO_SHAPE), {"q_name": queue_name}).first()
+                is not None
+            )
+
     def claim(
         self,
         limits: QueueLimits,
@@ -171,6 +179,8 @@ class _Shape(NamedTuple):
     named: bool
 
 
+_NO_SHAPE = _Shape(False, False, False, False)
+
 # Claim statements are built once per dialect and shape: building them per claim
 # cost more CPU than running them.
 _STATEMENTS: dict[tuple[bool, str, _Shape], Any] = {}
@@ -189,6 +199,8 @@ def _build(is_sqlite: bool, kind: str, shape: _Shape) -> Any:
     scope: list[Any] = [ws.c.queue_name == sa.bindparam("q_name")]
     if shape.partitioned:
         scope.append(ws.c.queue_partition_key == sa.bindparam("q_partition"))
+    if kind == "any":
+        return sa.select(sa.literal(1)).where(*scope, ws.c.status == "ENQUEUED").limit(1)
     if kind == "recent":
         return sa.select(sa.func.count(), sa.func.min(ws.c.started_at_epoch_ms)).where(
             *scope, ws.c.started_at_epoch_ms >= sa.bindparam("q_window_start")

@@ -510,3 +510,19 @@ def test_enqueue_method_of_configured_instance(dbos: type[DBOS]) -> None:
 
     hello = Greeter("hello")
     assert queue.enqueue(hello.greet, "Ada").get_result() == "hello, Ada"
+
+
+def test_enqueue_options_app_version_pins_the_executor_version(dbos: type[DBOS]) -> None:
+    queue = Queue(qname())
+
+    @DBOS.workflow()
+    def task(i: int) -> int:
+        return i
+
+    with SetEnqueueOptions(app_version="some-other-version"):
+        pinned = queue.enqueue(task, 1)
+    mine = queue.enqueue(task, 2)
+    assert mine.get_result() == 2  # the dispatcher ran after the pinned enqueue
+    status = pinned.get_status()
+    assert status.app_version == "some-other-version"
+    assert status.status == "ENQUEUED"
