@@ -77,6 +77,8 @@ class QueueDispatcher:
         self._timers_due = 0.0
         self._timers_kicked = False
         self._names: list[str] | None = None
+        # Queues on which we claimed a workflow whose function is not registered here.
+        self._foreign: set[str] = set()
         self._names_from = 0
         self._thread = threading.Thread(target=self._run, name="dbos-queue-dispatcher", daemon=True)
 
@@ -196,7 +198,8 @@ class QueueDispatcher:
                 self.rt.app_version,
                 partition_key=partition,
                 local_free=self._local_free(limits),
-                workflow_names=self._workflow_names(),
+                # Filter by name only where foreign work showed up: it costs CPU per claim.
+                workflow_names=self._workflow_names() if limits.name in self._foreign else None,
             )
             if result.retry_at_ms is not None:
                 at = result.retry_at_ms / 1000
@@ -223,12 +226,17 @@ class QueueDispatcher:
             workflow_id = m["workflow_uuid"]
             reg = registry.get(m["name"])
             if reg is None or reg.kind != "workflow":
-                rt.logger.error(
-                    "Queue %s: cannot start workflow %s: function %r is not registered here",
+                # Not ours to run (an enqueue-only process, another service): hand it
+                # back, and from now on claim only what this process can run.
+                rt.logger.debug(
+                    "Queue %s: workflow %s needs function %r, not registered here; released",
                     queue_name,
                     workflow_id,
                     m["name"],
                 )
+                rt.sysdb.queues.release(workflow_id, rt.executor_id)
+                self._foreign.add(queue_name)
+                rt.notifier.notify(queue_key(queue_name))
                 continue
             try:
                 args, kwargs = load_call(rt, reg, m)

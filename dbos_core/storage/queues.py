@@ -56,6 +56,29 @@ class QueueStore:
         with self.db.connect() as conn:
             return [r[0] for r in conn.execute(stmt)]
 
+    def release(self, workflow_id: str, executor_id: str) -> bool:
+        """Undo a claim: put a workflow this executor cannot run back on its queue."""
+        stmt = (
+            ws.update()
+            .where(
+                ws.c.workflow_uuid == workflow_id,
+                ws.c.status == "PENDING",
+                ws.c.executor_id == executor_id,
+            )
+            .values(
+                status="ENQUEUED",
+                started_at_epoch_ms=None,
+                recovery_attempts=ws.c.recovery_attempts - 1,
+                workflow_deadline_epoch_ms=sa.case(
+                    (ws.c.workflow_timeout_ms.is_(None), ws.c.workflow_deadline_epoch_ms),
+                    else_=None,
+                ),
+                updated_at=now_ms(),
+            )
+        )
+        with self.db.connect() as conn:
+            return conn.execute(stmt).rowcount > 0
+
     def has_enqueued(self, queue_name: str) -> bool:
         """Whether the queue holds any ENQUEUED workflow (a lock-free read)."""
         with self.db.connect() as conn:
