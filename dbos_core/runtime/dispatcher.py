@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 # Woken when a queue is declared after launch, so the dispatcher starts watching it.
 REGISTRY_KEY = "queue-registry"
 # How long the dispatcher waits without any notification on PostgreSQL, where
-# NOTIFY carries every cross-process change; a safety net only.
+# NOTIFY carries every cross-process change; a safety net only. Queues lower (or
+# raise) it with polling_interval_sec.
 PG_FALLBACK_POLL_SEC = 1.0
 
 
@@ -98,7 +99,7 @@ class QueueDispatcher:
         if self.rt.sysdb.is_sqlite:
             return self.rt.poll_interval
         intervals = [q.polling_interval_sec for q in queue_registry.all()]
-        return min([PG_FALLBACK_POLL_SEC, *intervals])
+        return min(intervals) if intervals else PG_FALLBACK_POLL_SEC
 
     def _run(self) -> None:
         rt = self.rt

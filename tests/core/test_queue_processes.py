@@ -319,3 +319,61 @@ def test_worker_concurrency_counts_recovered_tasks(
         assert sorted(ran) == list(range(6))
     finally:
         DBOS.destroy()
+
+
+ENQUEUER = """
+import sys
+from dbos_core import DBOS, Queue, SetEnqueueOptions, SetWorkflowID
+
+queue = Queue(sys.argv[2])
+
+@DBOS.workflow(name="cross-process-task")
+def task(x):
+    return x
+
+DBOS(config={"name": "enqueuer", "system_database_url": sys.argv[1], "executor_id": "enqueuer"})
+DBOS.launch()
+# Pinned to the worker's version: this process's own dispatcher leaves it alone.
+with SetEnqueueOptions(app_version=sys.argv[3]), SetWorkflowID("from-another-process"):
+    queue.enqueue(task, 42)
+DBOS.destroy()
+"""
+
+
+def test_enqueue_in_another_process_wakes_this_dispatcher(
+    dbos: Any, db_url: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL the worker is woken by NOTIFY: its fallback poll here is 60 s."""
+    from dbos_core import DBOS, Queue
+    from dbos_core.runtime.dispatcher import queue_registry
+
+    # Only this queue, so nothing else shortens the dispatcher's fallback poll.
+    saved = dict(queue_registry._queues)
+    queue_registry._queues.clear()
+    try:
+        _cross_process_enqueue(DBOS, Queue, db_url, tmp_path)
+    finally:
+        queue_registry._queues.update(saved)
+        queue_registry.version += 1
+
+
+def _cross_process_enqueue(DBOS: Any, Queue: Any, db_url: str, tmp_path: Path) -> None:
+    queue = Queue("cross-process", polling_interval_sec=60)
+
+    @DBOS.workflow(name="cross-process-task")
+    def task(x: int) -> int:
+        return x + 1
+
+    # Let the dispatcher settle into its wait before the other process enqueues.
+    assert queue.enqueue(task, 0).get_result() == 1
+    script = tmp_path / "enqueuer.py"
+    script.write_text(ENQUEUER)
+    subprocess.run(
+        [sys.executable, str(script), db_url, queue.name, str(DBOS.application_version)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+        timeout=60,
+    )
+    handle = DBOS.retrieve_workflow("from-another-process")
+    assert handle.get_result(timeout=30) == 43
+    assert handle.get_status().executor_id == DBOS.executor_id
