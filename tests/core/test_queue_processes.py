@@ -275,13 +275,16 @@ def test_worker_concurrency_counts_recovered_tasks(
         if child.poll() is None:
             child.kill()
             child.wait()
-    claimed = {
-        r[0]
-        for r in monitor.connect().execute(
-            sa.text("SELECT workflow_uuid FROM workflow_status WHERE status = 'PENDING'")
-        )
-    }
+    with monitor.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT workflow_uuid, status FROM workflow_status WHERE queue_name = 'crash_q'"
+            )
+        ).all()
     monitor.dispose()
+    claimed = {r[0] for r in rows if r[1] == "PENDING"}
+    everything = [r[0] for r in rows]
+    assert len(everything) == 6 and len(claimed) == 2
 
     lock = threading.Lock()
     state = {"running": 0, "peak": 0}
@@ -309,9 +312,7 @@ def test_worker_concurrency_counts_recovered_tasks(
     DBOS.launch()
     try:
         handles = [DBOS.retrieve_workflow(w) for w in claimed]
-        everything = DBOS.list_queued_workflows(queue_name="crash_q")
-        assert len(everything) == 6
-        results = sorted(DBOS.retrieve_workflow(w.workflow_id).get_result() for w in everything)
+        results = sorted(DBOS.retrieve_workflow(w).get_result() for w in everything)
         assert results == list(range(6))
         assert all(h.get_status().status == "SUCCESS" for h in handles)
         # The two recovered tasks held both worker slots: never more than two at once.
