@@ -101,6 +101,12 @@ def main() -> None:
         }
     )
     DBOS.launch()
+    # Tell the test we are up, then wait for its go: every worker is dispatching
+    # before the first task is enqueued.
+    workdir = os.path.dirname(stop_file)
+    open(os.path.join(workdir, f"ready-{executor_id}"), "w").close()
+    while enqueue_count and not os.path.exists(os.path.join(workdir, "go")):
+        time.sleep(0.01)
     for i in range(enqueue_count):
         with SetWorkflowID(f"task-{i}"):
             queue.enqueue(mp_task, i)

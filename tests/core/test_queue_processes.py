@@ -67,7 +67,16 @@ def _wait_for(predicate: Any, timeout: float, procs: list[subprocess.Popen[str]]
                 out = p.stdout.read() if p.stdout else ""
                 pytest.fail(f"worker exited with {p.returncode}:\n{out}")
         if time.monotonic() > deadline:
-            pytest.fail("workers did not finish in time")
+            outputs = []
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                outputs.append(p.stdout.read() if p.stdout else "")
+            pytest.fail(
+                f"timed out waiting for {getattr(predicate, '__name__', predicate)}; "
+                "worker output:\n" + "\n---\n".join(o[-3000:] for o in outputs)
+            )
         time.sleep(0.05)
 
 
@@ -80,6 +89,13 @@ def _finish(procs: list[subprocess.Popen[str]], stop_file: Path) -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def _all_ready(stop_file: Path, procs: list[subprocess.Popen[str]]) -> None:
+    """Wait until the three workers have launched, then let worker 0 enqueue."""
+    workdir = stop_file.parent
+    _wait_for(lambda: all((workdir / f"ready-w{i}").exists() for i in range(3)), 60, procs)
+    (workdir / "go").touch()
 
 
 def _successes(engine: sa.Engine) -> int:
@@ -162,6 +178,7 @@ def test_three_workers_run_each_task_once_within_global_limit(
     ]
     monitor = _monitor_engine(db_url)
     try:
+        _all_ready(stop_file, procs)
         _wait_for(lambda: _tables_ready(monitor) and _successes(monitor) == TASKS, 120, procs)
     finally:
         _finish(procs, stop_file)
@@ -195,22 +212,30 @@ def test_sigkilled_worker_recovers_its_tasks_exactly_once(
                 )
             )
 
-        _wait_for(w2_busy_midway, 120, procs)
-        procs[2].send_signal(signal.SIGKILL)
-        procs[2].wait()
-        with monitor.connect() as conn:
-            orphaned = {
-                r[0]
-                for r in conn.execute(
-                    sa.text(
-                        "SELECT workflow_uuid FROM workflow_status WHERE executor_id = 'w2' "
-                        "AND status = 'PENDING'"
+        _all_ready(stop_file, procs)
+        orphaned: set[str] = set()
+        for _attempt in range(3):
+            _wait_for(w2_busy_midway, 120, procs)
+            procs[-1].send_signal(signal.SIGKILL)
+            procs[-1].wait()
+            with monitor.connect() as conn:
+                orphaned = {
+                    r[0]
+                    for r in conn.execute(
+                        sa.text(
+                            "SELECT workflow_uuid FROM workflow_status "
+                            "WHERE executor_id = 'w2' AND status = 'PENDING'"
+                        )
                     )
-                )
-            }
+                }
+            if orphaned:
+                break
+            # w2 happened to be between tasks when it died: restart it and try again.
+            procs.append(_start(db_url, "w2", stop_file))
         assert orphaned
         # The survivors keep working but cannot finish: w2's claimed tasks hold their slots.
         _wait_for(lambda: _successes(monitor) == TASKS - len(orphaned), 120, procs[:2])
+        assert procs[2].poll() is not None
         for wid in orphaned:
             assert (
                 _scalar(
@@ -258,17 +283,22 @@ def test_worker_concurrency_counts_recovered_tasks(
     )
     monitor = _monitor_engine(db_url)
     try:
-        _wait_for(
-            lambda: (
-                _tables_ready(monitor)
-                and _scalar(
-                    monitor, "SELECT count(*) FROM workflow_status WHERE status = 'PENDING'"
+
+        def two_claimed_of_six() -> bool:
+            if not _tables_ready(monitor):
+                return False
+            with monitor.connect() as conn:
+                counts = dict(
+                    conn.execute(
+                        sa.text(
+                            "SELECT status, count(*) FROM workflow_status "
+                            "WHERE queue_name = 'crash_q' GROUP BY status"
+                        )
+                    ).all()
                 )
-                == 2
-            ),
-            60,
-            [child],
-        )
+            return counts.get("PENDING") == 2 and counts.get("ENQUEUED") == 4
+
+        _wait_for(two_claimed_of_six, 60, [child])
         child.send_signal(signal.SIGKILL)
         child.wait()
     finally:
