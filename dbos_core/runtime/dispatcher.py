@@ -30,6 +30,8 @@ REGISTRY_KEY = "queue-registry"
 # NOTIFY carries every cross-process change; a safety net only. Queues lower (or
 # raise) it with polling_interval_sec.
 PG_FALLBACK_POLL_SEC = 1.0
+# Longest pause between attempts while the database keeps failing.
+MAX_BACKOFF_SEC = 5.0
 
 
 class QueueRegistry:
@@ -81,6 +83,8 @@ class QueueDispatcher:
         # Queues on which we claimed a workflow whose function is not registered here.
         self._foreign: set[str] = set()
         self._names_from = 0
+        self._failing = False
+        self._backoff = 0.0
         self._thread = threading.Thread(target=self._run, name="dbos-queue-dispatcher", daemon=True)
 
     def start(self) -> None:
@@ -118,6 +122,7 @@ class QueueDispatcher:
                     self._waiter = waiter
                 now = time.time()
                 wake_at = now + self._fallback_poll()
+                failed = False
                 for limits in queue_registry.all():
                     if self._stop.is_set():
                         break
@@ -126,10 +131,20 @@ class QueueDispatcher:
                     except DBOSDestroyedError:
                         return
                     except Exception as exc:
-                        rt.logger.warning("Queue %s: dispatch failed: %s", limits.name, exc)
+                        if not self._failing:
+                            rt.logger.warning("Queue %s: dispatch failed: %s", limits.name, exc)
+                        failed = True
                         retry_at = None
                     if retry_at is not None:
                         wake_at = min(wake_at, retry_at)
+                if failed:
+                    # The database is unreachable or refusing: back off, log once per outage.
+                    self._failing = True
+                    self._backoff = min(max(self._backoff * 2, 0.1), MAX_BACKOFF_SEC)
+                    wake_at = max(wake_at, now + self._backoff)
+                elif self._failing:
+                    rt.logger.info("Queue dispatch works again")
+                    self._failing, self._backoff = False, 0.0
                 if self._timers_kicked or now >= self._timers_due:
                     self._timers_kicked = False  # a kick during the run triggers another
                     self._run_timers(now)
