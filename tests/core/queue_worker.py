@@ -31,13 +31,19 @@ app_engine = sa.create_engine(
     connect_args={"timeout": 30} if is_sqlite else {},
 )
 meta = sa.MetaData()
-running = sa.Table("mp_running", meta, sa.Column("task", sa.Integer, primary_key=True))
+running = sa.Table(
+    "mp_running",
+    meta,
+    sa.Column("task", sa.Integer, primary_key=True),
+    sa.Column("executor", sa.Text),
+)
 samples = sa.Table(
     "mp_samples",
     meta,
     sa.Column("task", sa.Integer),
     sa.Column("executor", sa.Text),
     sa.Column("running_now", sa.Integer),
+    sa.Column("running_here", sa.Integer),
 )
 effects = sa.Table(
     "mp_effects", meta, sa.Column("task", sa.Integer), sa.Column("executor", sa.Text)
@@ -61,9 +67,16 @@ def enter(task: int) -> None:
     with locked() as conn:
         exists = conn.execute(sa.select(running.c.task).where(running.c.task == task)).first()
         if exists is None:
-            conn.execute(running.insert().values(task=task))
+            conn.execute(running.insert().values(task=task, executor=executor_id))
         count = conn.execute(sa.select(sa.func.count()).select_from(running)).scalar_one()
-        conn.execute(samples.insert().values(task=task, executor=executor_id, running_now=count))
+        here = conn.execute(
+            sa.select(sa.func.count()).where(running.c.executor == executor_id)
+        ).scalar_one()
+        conn.execute(
+            samples.insert().values(
+                task=task, executor=executor_id, running_now=count, running_here=here
+            )
+        )
         conn.exec_driver_sql("COMMIT")
 
 

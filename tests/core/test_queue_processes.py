@@ -37,9 +37,10 @@ def _engine(db_url: str) -> sa.Engine:
 
 def _create_app_tables(engine: sa.Engine) -> None:
     with engine.connect() as conn:
-        conn.exec_driver_sql("CREATE TABLE mp_running (task INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE TABLE mp_running (task INTEGER PRIMARY KEY, executor TEXT)")
         conn.exec_driver_sql(
-            "CREATE TABLE mp_samples (task INTEGER, executor TEXT, running_now INTEGER)"
+            "CREATE TABLE mp_samples (task INTEGER, executor TEXT, running_now INTEGER, "
+            "running_here INTEGER)"
         )
         conn.exec_driver_sql("CREATE TABLE mp_effects (task INTEGER, executor TEXT)")
 
@@ -116,6 +117,7 @@ def _check_outcome(engine: sa.Engine) -> tuple[Counter[int], dict[str, int]]:
             )
         ).all()
         peak = conn.execute(sa.text("SELECT max(running_now) FROM mp_samples")).scalar()
+        peak_here = conn.execute(sa.text("SELECT max(running_here) FROM mp_samples")).scalar()
         effects = Counter(r[0] for r in conn.execute(sa.text("SELECT task FROM mp_effects")))
         by_executor = dict(
             conn.execute(
@@ -136,6 +138,8 @@ def _check_outcome(engine: sa.Engine) -> tuple[Counter[int], dict[str, int]]:
     assert set(effects) == set(range(TASKS))
     # The global limit held across the three processes, as seen from inside the tasks.
     assert peak is not None and 1 < peak <= CONCURRENCY
+    # ... and so did each process's own limit.
+    assert peak_here is not None and peak_here <= WORKER_CONCURRENCY
     assert still_running == 0
     return effects, by_executor
 
