@@ -295,17 +295,17 @@ def test_timeout_of_enqueued_workflow_starts_at_dequeue(dbos: type[DBOS]) -> Non
         return "never"
 
     gate_handle = queue.enqueue(gate)
-    with SetWorkflowTimeout(0.3):
+    with SetWorkflowTimeout(0.6):
         waiting = queue.enqueue(quick)
         too_slow = queue.enqueue(slow)
     assert waiting.get_status().workflow_deadline_epoch_ms is None
-    time.sleep(0.4)  # longer than the timeout, spent waiting in the queue
+    time.sleep(0.7)  # longer than the timeout, spent waiting in the queue
     release.set()
     gate_handle.get_result()
     assert waiting.get_result() == "done"
     status = waiting.get_status()
     assert status.dequeued_at is not None
-    assert status.workflow_deadline_epoch_ms == status.dequeued_at + 300
+    assert status.workflow_deadline_epoch_ms == status.dequeued_at + 600
     with pytest.raises(DBOSAwaitedWorkflowCancelledError):
         too_slow.get_result()
     assert too_slow.get_status().status == "CANCELLED"
