@@ -13,8 +13,10 @@ from .classes import DBOSConfiguredInstance
 from .client import ClientWorkflowHandle, ClientWorkflowHandleAsync, DBOSClient, EnqueueOptions
 from .config import DBOSConfig
 from .dbos import DBOS
+from .debouncer import Debouncer
 from .handles import WorkflowHandle, WorkflowHandleAsync
 from .options import SetAuthenticatedUser, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
+from .queue import Queue
 from .serialization import JsonSerializer, PickleSerializer, Serializer
 from .types import StepInfo, WorkflowInputs, WorkflowStatus, WorkflowStatusString
 
@@ -25,9 +27,11 @@ __all__ = [
     "DBOSClient",
     "DBOSConfig",
     "DBOSConfiguredInstance",
+    "Debouncer",
     "EnqueueOptions",
     "JsonSerializer",
     "PickleSerializer",
+    "Queue",
     "Serializer",
     "SetAuthenticatedUser",
     "SetEnqueueOptions",

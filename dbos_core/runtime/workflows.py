@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..error import (
     DBOSConflictingRegistrationError,
@@ -28,6 +30,7 @@ from ..serialization import (
     serialize_error,
     serialize_value,
 )
+from ..storage.records import StepRecord
 from ..types import TERMINAL_STATUSES, WorkflowInputs
 from . import context as ctx
 from .effects import Blocking, Protocol, UserCall, Wait, run_async, run_sync
@@ -35,6 +38,9 @@ from .notifier import cancel_key, queue_key, workflow_key
 from .registry import Registration, registry
 from .runtime import DBOSDestroyedError, Runtime
 from .steps import current_runtime
+
+if TYPE_CHECKING:
+    from ..storage.workflows import ChildLink, NewWorkflow
 
 Mode = Literal["call", "start", "enqueue"]
 
@@ -45,6 +51,8 @@ class QueueRequest:
     deduplication_id: str | None = None
     priority: int = 0
     partition_key: str | None = None
+    # SetEnqueueOptions(app_version=...): only executors of that version may dequeue it.
+    app_version: str | None = None
 
 
 @dataclass
@@ -86,8 +94,12 @@ def start_protocol(
     kwargs: dict[str, Any],
     mode: Mode,
     queue: QueueRequest | None = None,
+    insert: Callable[[NewWorkflow, ChildLink | None], tuple[bool, Any]] | None = None,
 ) -> Protocol[Started]:
-    """Create the workflow's row (or find it): the one durable write of a start."""
+    """Create the workflow's row (or find it): the one durable write of a start.
+
+    ``insert`` replaces the plain INSERT (the debouncer merges into a waiting row).
+    """
     from ..storage.workflows import ChildLink, NewWorkflow
 
     if ctx.current_step.get() is not None:
@@ -146,7 +158,7 @@ def start_protocol(
         status="ENQUEUED" if mode == "enqueue" else "PENDING",
         inputs=inputs_text,
         executor_id=rt.executor_id,
-        application_version=rt.app_version,
+        application_version=queue.app_version if queue and queue.app_version else rt.app_version,
         application_id=rt.config.name,
         class_name=reg.class_name if instance is not None else None,
         config_name=getattr(instance, "config_name", None) if instance is not None else None,
@@ -166,7 +178,8 @@ def start_protocol(
         max_recovery_attempts=reg.max_recovery_attempts,
         created_at=now,
     )
-    created, row = yield Blocking(lambda: rt.sysdb.workflows.insert(new, link))
+    inserter = insert or rt.sysdb.workflows.insert
+    created, row = yield Blocking(lambda: inserter(new, link))
     if not created:
         assert row is not None
         existing_name = row._mapping["name"]
@@ -307,8 +320,11 @@ def dispatch(
     kwargs: dict[str, Any],
     *,
     same_loop: bool = False,
-) -> None:
-    """Execute a workflow in the background: a workflow thread, or an event loop."""
+) -> Future[Any] | asyncio.Task[Any]:
+    """Execute a workflow in the background: a workflow thread, or an event loop.
+
+    Returns the future of the execution (the queue dispatcher frees a slot when it is done).
+    """
     if reg.is_async:
         coro = run_async(execute_protocol(rt, reg, state, args, kwargs))
         if same_loop:
@@ -316,11 +332,13 @@ def dispatch(
 
             task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
             task.add_done_callback(_log_background_failure(rt, state.workflow_id))
-        else:
-            rt.run_coroutine(coro).add_done_callback(_log_background_failure(rt, state.workflow_id))
-        return
+            return task
+        cfuture = rt.run_coroutine(coro)
+        cfuture.add_done_callback(_log_background_failure(rt, state.workflow_id))
+        return cfuture
     future = rt.submit(lambda: run_sync(execute_protocol(rt, reg, state, args, kwargs)))
     future.add_done_callback(_log_background_failure(rt, state.workflow_id))
+    return future
 
 
 def _log_background_failure(rt: Runtime, workflow_id: str) -> Any:
@@ -386,14 +404,17 @@ def recover_workflow(rt: Runtime, workflow_id: str) -> bool:
     return True
 
 
-def state_from_row(rt: Runtime, m: Any) -> ctx.WorkflowState:
+def state_from_row(
+    rt: Runtime, m: Any, recorded: dict[int, StepRecord] | None = None
+) -> ctx.WorkflowState:
+    """The execution state of a stored workflow; its checkpoints are read unless given."""
     import json
 
     roles = m["authenticated_roles"]
     return ctx.WorkflowState(
         workflow_id=m["workflow_uuid"],
         name=m["name"],
-        recorded=rt.sysdb.steps.load(m["workflow_uuid"]),
+        recorded=rt.sysdb.steps.load(m["workflow_uuid"]) if recorded is None else recorded,
         deadline_ms=m["workflow_deadline_epoch_ms"],
         authenticated_user=m["authenticated_user"],
         authenticated_roles=None if roles is None else json.loads(roles),

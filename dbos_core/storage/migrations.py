@@ -48,7 +48,11 @@ def _v1_initial(conn: Connection, db: Database) -> None:
           ELSIF TG_TABLE_NAME = 'workflow_status' THEN
             IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
               PERFORM pg_notify('{channel}', 'wf:' || NEW.workflow_uuid);
-              IF NEW.queue_name IS NOT NULL THEN
+              -- Dispatchers care about new work and freed slots; a claim
+              -- (ENQUEUED to PENDING) gives them nothing to do.
+              IF NEW.queue_name IS NOT NULL
+                 AND NOT (TG_OP = 'UPDATE' AND OLD.status = 'ENQUEUED'
+                          AND NEW.status = 'PENDING') THEN
                 PERFORM pg_notify('{channel}', 'queue:' || NEW.queue_name);
               END IF;
             END IF;

@@ -137,6 +137,20 @@ streams = Table(
     PrimaryKeyConstraint("workflow_uuid", "key", "offset"),
 )
 
+# A debounced workflow waits here until its fire time; its workflow row is ENQUEUED
+# on a hold queue that no dispatcher serves, then moved to its real queue.
+debouncers = Table(
+    "debouncers",
+    metadata,
+    Column("debounce_key", Text, primary_key=True),
+    Column("workflow_uuid", Text, nullable=False),
+    Column("fire_at_epoch_ms", BigInteger, nullable=False),
+    # First debounce + debounce_timeout_sec: the delay never runs past this.
+    Column("give_up_at_epoch_ms", BigInteger),
+    Column("target_queue", Text, nullable=False),
+)
+Index("ix_debouncers_fire_at", debouncers.c.fire_at_epoch_ms)
+
 migrations_table = Table(
     "dbos_migrations",
     metadata,

@@ -6,7 +6,9 @@ from typing import Any
 
 from ..serialization import Serializer
 from .database import Database
+from .debounce import DebounceStore
 from .migrations import LATEST_VERSION, current_version, drop_all, migrate, notify_channel
+from .queues import QueueStore
 from .steps import StepStore
 from .workflows import WorkflowStore
 
@@ -28,6 +30,8 @@ class SystemDatabase:
         self.serializer = serializer
         self.workflows = WorkflowStore(self.db, serializer)
         self.steps = StepStore(self.db)
+        self.queues = QueueStore(self.db)
+        self.debounce = DebounceStore(self.db, notify_channel(schema))
 
     @property
     def is_sqlite(self) -> bool:
