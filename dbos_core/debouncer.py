@@ -24,13 +24,12 @@ from .runtime.registry import Registration
 from .runtime.runtime import Runtime
 from .runtime.steps import current_runtime
 from .runtime.workflows import QueueRequest, start_protocol
+from .types import INTERNAL_QUEUE_NAME
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 # Where a debounced workflow runs when the debouncer names no queue.
-INTERNAL_QUEUE_NAME = "_dbos_internal_queue"
-_internal_queue = Queue(INTERNAL_QUEUE_NAME)
 
 
 def _seconds(value: Any, what: str, allow_none: bool) -> float | None:

@@ -22,6 +22,7 @@ from .runtime.effects import Protocol, run_async, run_sync
 from .runtime.registry import Registration, registry
 from .runtime.steps import step_protocol
 from .runtime.workflows import QueueRequest, Started, start_protocol
+from .types import INTERNAL_QUEUE_NAME
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -228,3 +229,8 @@ async def _enqueued_step_async(
     step_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     return await run_async(_step_call(_step_registration(step_name), args, kwargs))
+
+
+# Forks, resumes from a client or the CLI, and debounced starts wait here for any
+# application process's dispatcher.
+internal_queue = Queue(INTERNAL_QUEUE_NAME)

@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypedDict
 
+# The queue on which forks, client resumes and debounced starts wait for a dispatcher.
+INTERNAL_QUEUE_NAME = "_dbos_internal_queue"
+
 
 class WorkflowStatusString(StrEnum):
     ENQUEUED = "ENQUEUED"

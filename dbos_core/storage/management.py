@@ -13,14 +13,13 @@ import sqlalchemy as sa
 
 from ..error import DBOSException, DBOSNonExistentWorkflowError, DBOSUnknownStepError
 from ..serialization import deserialize_error, deserialize_value
-from ..types import ALL_STATUSES, StepInfo, WorkflowStatus, rfc3339_to_ms
+from ..types import ALL_STATUSES, INTERNAL_QUEUE_NAME, StepInfo, WorkflowStatus, rfc3339_to_ms
 from .schema import operation_outputs, workflow_status
 from .system_database import SystemDatabase
 from .workflows import ListFilters, NewWorkflow
 
 # Workflows forked or resumed by a process that cannot run them itself (the client, the
 # CLI) wait here, ENQUEUED, for an application process whose version matches.
-INTERNAL_QUEUE_NAME = "_dbos_internal_queue"
 
 QUEUED_STATUSES = ("ENQUEUED", "PENDING")
 ws = workflow_status
