@@ -364,3 +364,27 @@ def test_seed_scenario_client_in_another_process(dbos: type[DBOS], db_url: str) 
         "in-window-1-fork": "in-window-1",
         "in-window-2-fork": "in-window-2",
     }
+
+
+def test_client_enqueue_runs_on_the_application_queue(dbos: type[DBOS], client: Any) -> None:
+    from dbos_core import Queue
+
+    Queue("client_fed_queue", worker_concurrency=2)
+    seen: list[str] = []
+
+    @DBOS.workflow()
+    def data_pipeline(task: str) -> str:
+        seen.append(task)
+        return task.upper()
+
+    handles = [
+        client.enqueue(
+            {"queue_name": "client_fed_queue", "workflow_name": data_pipeline.__qualname__}, task
+        )
+        for task in ("a", "b", "c")
+    ]
+    assert [h.get_result(timeout=30) for h in handles] == ["A", "B", "C"]
+    assert sorted(seen) == ["a", "b", "c"]
+    status = handles[0].get_status()
+    assert status.queue_name == "client_fed_queue"
+    assert status.executor_id == DBOS.executor_id
