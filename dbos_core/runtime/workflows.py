@@ -445,8 +445,16 @@ def load_call(rt: Runtime, reg: Registration, m: Any) -> tuple[tuple[Any, ...], 
 
 def recover_pending(rt: Runtime) -> list[str]:
     """Recovery at launch: every PENDING workflow of this executor and version."""
-    recovered = []
-    for workflow_id in rt.sysdb.workflows.pending_for_executor(rt.executor_id, rt.app_version):
+    recovered: list[str] = []
+    try:
+        pending = rt.sysdb.workflows.pending_for_executor(rt.executor_id, rt.app_version)
+    except Exception as exc:
+        if not rt.stopped:  # a shutdown racing the first query is not worth a report
+            rt.logger.error("Recovery could not list pending workflows: %s", exc)
+        return recovered
+    for workflow_id in pending:
+        if rt.stopped:
+            break
         try:
             if recover_workflow(rt, workflow_id):
                 recovered.append(workflow_id)
