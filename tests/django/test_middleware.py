@@ -128,3 +128,29 @@ def test_start_on_commit_and_nothing_on_rollback(django_dbos: Any) -> None:
     result = DBOS.retrieve_workflow("oc-commit").get_result()
     assert result["count"] == 2
     assert sorted(Note.objects.values_list("title", flat=True)) == ["direct", "later"]
+
+
+def test_enqueue_on_commit_and_nothing_on_rollback(django_dbos: Any) -> None:
+    from django.db import transaction
+
+    import dbos_django
+    from dbos_core import Queue
+
+    queue = Queue("django_on_commit_queue")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Note.objects.create(title="outer-rolled-back")
+        with SetWorkflowID("enq-rollback"):
+            dbos_django.enqueue_on_commit(queue, workflows.note_workflow, "never")
+        raise RuntimeError("roll back")
+    assert DBOS.list_workflows() == []
+
+    with transaction.atomic():
+        Note.objects.create(title="outer-committed")
+        with SetWorkflowID("enq-commit"):
+            dbos_django.enqueue_on_commit(queue, workflows.note_workflow, "queued")
+        # Nothing is enqueued before the block commits.
+        assert DBOS.list_workflows() == []
+    result = DBOS.retrieve_workflow("enq-commit").get_result(timeout=30)
+    assert result["count"] == 2
+    assert DBOS.retrieve_workflow("enq-commit").get_status().queue_name == "django_on_commit_queue"
+    assert sorted(Note.objects.values_list("title", flat=True)) == ["outer-committed", "queued"]
