@@ -6,8 +6,10 @@ from typing import Any
 
 from ..serialization import Serializer
 from .database import Database
+from .messages import MessageStore
 from .migrations import LATEST_VERSION, current_version, drop_all, migrate, notify_channel
 from .steps import StepStore
+from .streams import StreamStore
 from .workflows import WorkflowStore
 
 
@@ -28,6 +30,8 @@ class SystemDatabase:
         self.serializer = serializer
         self.workflows = WorkflowStore(self.db, serializer)
         self.steps = StepStore(self.db)
+        self.messages = MessageStore(self.db)
+        self.streams = StreamStore(self.db)
 
     @property
     def is_sqlite(self) -> bool:

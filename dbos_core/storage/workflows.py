@@ -124,9 +124,7 @@ class WorkflowStore:
 
     # -- creation -----------------------------------------------------------
 
-    def insert(
-        self, wf: NewWorkflow, link: ChildLink | None = None
-    ) -> tuple[bool, AnyRow | None]:
+    def insert(self, wf: NewWorkflow, link: ChildLink | None = None) -> tuple[bool, AnyRow | None]:
         """Create the workflow unless its ID exists.
 
         Returns ``(True, None)`` when this call created it, else ``(False, row)`` with

@@ -1,0 +1,145 @@
+"""Rows of ``notifications`` (messages sent to workflows) and ``workflow_events``.
+
+The writes a workflow makes as one of its steps (sending a message, setting an
+event, consuming a message) take a ``Connection`` so the caller can commit them
+together with the step's checkpoint (``StepStore.record_with``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..error import DBOSNonExistentWorkflowError
+from .database import Database, is_foreign_key_violation
+from .schema import notifications, workflow_events
+from .workflows import now_ms
+
+nt = notifications
+ev = workflow_events
+
+
+def _dialect_insert(db: Database, table: sa.Table) -> Any:
+    module: Any
+    if db.is_sqlite:
+        from sqlalchemy.dialects import sqlite as module
+    else:
+        from sqlalchemy.dialects import postgresql as module
+    return module.insert(table)
+
+
+class MessageStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- messages ---------------------------------------------------------------
+
+    def send_in(
+        self, conn: Connection, destination_id: str, topic: str, message: str, message_uuid: str
+    ) -> bool:
+        """Queue a message unless one with the same ``message_uuid`` exists (idempotent).
+
+        Returns True when this call stored it. A destination that does not exist
+        raises ``DBOSNonExistentWorkflowError``.
+        """
+        stmt = (
+            _dialect_insert(self.db, nt)
+            .values(
+                message_uuid=message_uuid,
+                destination_uuid=destination_id,
+                topic=topic,
+                message=message,
+                created_at_epoch_ms=now_ms(),
+            )
+            .on_conflict_do_nothing(index_elements=[nt.c.message_uuid])
+        )
+        try:
+            return bool(conn.execute(stmt).rowcount)
+        except sa.exc.IntegrityError as exc:
+            if is_foreign_key_violation(exc):
+                raise DBOSNonExistentWorkflowError(
+                    destination_id, "cannot send a message to it"
+                ) from None
+            raise
+
+    def send(self, destination_id: str, topic: str, message: str, message_uuid: str) -> bool:
+        try:
+            with self.db.connect() as conn:
+                return self.send_in(conn, destination_id, topic, message, message_uuid)
+        except sa.exc.IntegrityError as exc:
+            # On PostgreSQL the FK check can surface outside the statement's own call.
+            if is_foreign_key_violation(exc):
+                raise DBOSNonExistentWorkflowError(
+                    destination_id, "cannot send a message to it"
+                ) from None
+            raise
+
+    def consume_in(self, conn: Connection, destination_id: str, topic: str) -> str | None:
+        """Take the oldest unread message of (destination, topic); None if there is none."""
+        oldest = (
+            sa.select(nt.c.seq)
+            .where(
+                nt.c.destination_uuid == destination_id,
+                nt.c.topic == topic,
+                nt.c.consumed_at_epoch_ms.is_(None),
+            )
+            .order_by(nt.c.seq)
+            .limit(1)
+            .scalar_subquery()
+        )
+        stmt = (
+            nt.update()
+            .where(nt.c.seq == oldest, nt.c.consumed_at_epoch_ms.is_(None))
+            .values(consumed_at_epoch_ms=now_ms())
+            .returning(nt.c.message)
+        )
+        value = conn.execute(stmt).scalar()
+        return None if value is None else str(value)
+
+    def consume(self, destination_id: str, topic: str) -> str | None:
+        with self.db.connect() as conn:
+            return self.consume_in(conn, destination_id, topic)
+
+    def has_unread(self, destination_id: str, topic: str) -> bool:
+        stmt = (
+            sa.select(nt.c.seq)
+            .where(
+                nt.c.destination_uuid == destination_id,
+                nt.c.topic == topic,
+                nt.c.consumed_at_epoch_ms.is_(None),
+            )
+            .limit(1)
+        )
+        with self.db.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
+    # -- events -----------------------------------------------------------------
+
+    def set_event_in(self, conn: Connection, workflow_id: str, key: str, value: str) -> None:
+        stmt = _dialect_insert(self.db, ev).values(workflow_uuid=workflow_id, key=key, value=value)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[ev.c.workflow_uuid, ev.c.key], set_={"value": stmt.excluded.value}
+        )
+        conn.execute(stmt)
+
+    def set_event(self, workflow_id: str, key: str, value: str) -> None:
+        with self.db.connect() as conn:
+            self.set_event_in(conn, workflow_id, key, value)
+
+    def get_event(self, workflow_id: str, key: str) -> str | None:
+        """The stored (serialized) value, or None when the event was never set."""
+        stmt = sa.select(ev.c.value).where(ev.c.workflow_uuid == workflow_id, ev.c.key == key)
+        with self.db.connect() as conn:
+            value = conn.execute(stmt).scalar()
+        return None if value is None else str(value)
+
+    def get_all_events(self, workflow_id: str) -> dict[str, str]:
+        stmt = (
+            sa.select(ev.c.key, ev.c.value)
+            .where(ev.c.workflow_uuid == workflow_id)
+            .order_by(ev.c.key)
+        )
+        with self.db.connect() as conn:
+            return {str(r[0]): str(r[1]) for r in conn.execute(stmt)}
