@@ -57,5 +57,11 @@ def _resume_after_release(rt: Runtime, workflow_id: str) -> None:
             waiter.wait(1.0)
     finally:
         rt.notifier.unsubscribe(waiter)
-    if not rt.stopped:
+    if rt.stopped:
+        return
+    try:
+        # A no-op if the old execution finished the workflow after all.
         recover_workflow(rt, workflow_id)
+    except Exception as exc:
+        if not rt.stopped:
+            rt.logger.error("Resuming workflow %s failed: %s", workflow_id, exc)
