@@ -291,9 +291,7 @@ def test_cancel_and_resume_unknown_workflow(dbos: type[DBOS]) -> None:
         DBOS.resume_workflow("missing")
 
 
-def test_destroy_during_a_wait_leaves_workflow_pending(
-    dbos: type[DBOS], relaunch: Any
-) -> None:
+def test_destroy_during_a_wait_leaves_workflow_pending(dbos: type[DBOS], relaunch: Any) -> None:
     @DBOS.workflow()
     def waiter() -> object:
         return DBOS.recv(timeout_seconds=60)
