@@ -126,6 +126,9 @@ def send_protocol(destination_id: Any, message: Any, topic: Any) -> Protocol[Non
 
 
 def recv_protocol(topic: Any, timeout_seconds: Any) -> Protocol[Any]:
+    import sqlalchemy as sa
+
+    from ..storage.database import is_unique_violation
     from ..storage.steps import StepNotRecorded
 
     name = topic_of(topic)
@@ -155,7 +158,8 @@ def recv_protocol(topic: Any, timeout_seconds: Any) -> Protocol[Any]:
             raise _NothingToTake
         return text
 
-    def probe() -> Protocol[tuple[bool, Any]]:
+    def probe_sqlite() -> Protocol[tuple[bool, Any]]:
+        # A read first: the write transaction (and its lock) only when a message waits.
         waiting = yield Blocking(lambda: rt.sysdb.messages.has_unread(wid, name))
         if not waiting:
             return False, None
@@ -172,6 +176,28 @@ def recv_protocol(topic: Any, timeout_seconds: Any) -> Protocol[Any]:
             state.check_cancelled()
             raise
         return True, replay(rt, stored)
+
+    def probe_postgres() -> Protocol[tuple[bool, Any]]:
+        # One round trip takes the message and checkpoints it.
+        try:
+            text = yield Blocking(
+                lambda: rt.sysdb.messages.consume_into_step_pg(
+                    wid, name, function_id, RECV, started
+                )
+            )
+        except sa.exc.IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+            # Another execution of this workflow recorded this recv first: its outcome wins.
+            stored = yield Blocking(lambda: rt.sysdb.steps.get(wid, function_id))
+            if stored is None:
+                raise
+            return True, replay(rt, stored)
+        if text is None:
+            return False, None
+        return True, deserialize_value(rt.serializer, text, f"message to workflow {wid!r}")
+
+    probe = probe_sqlite if rt.sysdb.is_sqlite else probe_postgres
 
     found, value = yield from wait_until(
         rt,

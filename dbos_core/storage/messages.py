@@ -102,6 +102,48 @@ class MessageStore:
         with self.db.connect() as conn:
             return self.consume_in(conn, destination_id, topic)
 
+    def consume_into_step_pg(
+        self, workflow_id: str, topic: str, function_id: int, function_name: str, started_ms: int
+    ) -> str | None:
+        """PostgreSQL: take the oldest message and checkpoint it as the step, in ONE statement.
+
+        Returns the message text, or None when there is none (or the workflow is no
+        longer PENDING). Raises the unique violation when the step is already recorded;
+        the statement then changed nothing.
+        """
+        s = self.db.schema
+        stamp = now_ms()
+        stmt = sa.text(
+            f"""
+            WITH taken AS (
+              UPDATE "{s}".notifications SET consumed_at_epoch_ms = :now
+              WHERE seq = (
+                  SELECT seq FROM "{s}".notifications
+                  WHERE destination_uuid = :wid AND topic = :topic
+                    AND consumed_at_epoch_ms IS NULL
+                  ORDER BY seq LIMIT 1)
+                AND consumed_at_epoch_ms IS NULL
+                AND EXISTS (SELECT 1 FROM "{s}".workflow_status
+                            WHERE workflow_uuid = :wid AND status = 'PENDING')
+              RETURNING message)
+            INSERT INTO "{s}".operation_outputs (workflow_uuid, function_id, function_name,
+                output, started_at_epoch_ms, completed_at_epoch_ms)
+            SELECT :wid, :fid, :name, message, :started, :now FROM taken
+            RETURNING output
+            """
+        )
+        params = {
+            "now": stamp,
+            "wid": workflow_id,
+            "topic": topic,
+            "fid": function_id,
+            "name": function_name,
+            "started": started_ms,
+        }
+        with self.db.connect() as conn:
+            value = conn.execute(stmt, params).scalar()
+        return None if value is None else str(value)
+
     def has_unread(self, destination_id: str, topic: str) -> bool:
         stmt = (
             sa.select(nt.c.seq)
