@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dbos_core import DBOS
+from dbos_core.error import DBOSAwaitedWorkflowCancelledError
 
 from .proc.crash_workflows import APP_VERSION, SLEEP_SECONDS
 from .test_messaging import wait_for_step
@@ -89,6 +92,24 @@ def test_killed_in_sleep_wakes_at_the_stored_time(
     woke = DBOS.retrieve_workflow("crash-sleep").get_result(timeout=60)
     assert wake_at <= woke < relaunched_at + SLEEP_SECONDS
     assert _step("crash-sleep", "DBOS.sleep") == wake_at
+
+
+def test_timeout_holds_across_a_crash(dbos: type[DBOS], db_url: str, relaunch: Any) -> None:
+    proc = _spawn(db_url, "recv-with-timeout", "crash-timeout")
+    try:
+        wait_for_step("crash-timeout", "DBOS.sleep", timeout=60)
+    finally:
+        _kill(proc)
+    deadline = DBOS.retrieve_workflow("crash-timeout").get_status().workflow_deadline_epoch_ms
+    assert deadline is not None
+    relaunch(application_version=APP_VERSION)
+    # Recovered, it still waits in recv (60 s), and is cancelled at the stored deadline.
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        DBOS.retrieve_workflow("crash-timeout").get_result(timeout=60)
+    status = DBOS.retrieve_workflow("crash-timeout").get_status()
+    assert status.status == "CANCELLED"
+    assert status.workflow_deadline_epoch_ms == deadline
+    assert status.updated_at is not None and status.updated_at >= deadline
 
 
 def test_cancel_from_another_process_interrupts_a_wait(dbos: type[DBOS], db_url: str) -> None:

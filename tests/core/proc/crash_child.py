@@ -2,7 +2,8 @@
 
 Usage: python -m tests.core.proc.crash_child <system_database_url> <mode> <workflow_id>
 
-Modes: ``recv`` and ``sleep`` start that workflow and wait for SIGKILL;
+Modes: ``recv`` and ``sleep`` start that workflow and wait for SIGKILL
+(``recv-with-timeout`` too, under ``SetWorkflowTimeout(TIMEOUT_SECONDS)``);
 ``recv-until-released`` starts the recv workflow and exits (printing "released")
 once its execution here has stopped, which a cancel from another process causes.
 """
@@ -13,9 +14,9 @@ import sys
 import threading
 import time
 
-from dbos_core import DBOS, SetWorkflowID
+from dbos_core import DBOS, SetWorkflowID, SetWorkflowTimeout
 
-from .crash_workflows import APP_VERSION, recv_workflow, sleep_workflow
+from .crash_workflows import APP_VERSION, TIMEOUT_SECONDS, recv_workflow, sleep_workflow
 
 
 def main() -> None:
@@ -29,10 +30,14 @@ def main() -> None:
         }
     )
     DBOS.launch()
-    with SetWorkflowID(workflow_id):
-        DBOS.start_workflow(sleep_workflow if mode == "sleep" else recv_workflow)
+    if mode == "recv-with-timeout":
+        with SetWorkflowID(workflow_id), SetWorkflowTimeout(TIMEOUT_SECONDS):
+            DBOS.start_workflow(recv_workflow)
+    else:
+        with SetWorkflowID(workflow_id):
+            DBOS.start_workflow(sleep_workflow if mode == "sleep" else recv_workflow)
     print("started", flush=True)
-    if mode != "recv-until-released":
+    if mode in ("recv", "sleep", "recv-with-timeout"):
         threading.Event().wait()  # until SIGKILL
     from dbos_core.runtime.global_state import get_runtime
 

@@ -8,6 +8,7 @@ from dbos_core import DBOS
 
 APP_VERSION = "crash-test-v1"
 SLEEP_SECONDS = 3.0
+TIMEOUT_SECONDS = 2.0
 
 
 @DBOS.step(name="crash_now")
