@@ -73,8 +73,14 @@ def write_step(
     state: ctx.WorkflowState,
     name: str,
     work: Callable[[Connection, int], None],
+    chained: Callable[[Any, int], Any],
 ) -> Protocol[None]:
-    """A workflow step whose only effect is ``work``: written with its checkpoint, once."""
+    """A workflow step whose only effect is a write: made with its checkpoint, once.
+
+    On PostgreSQL ``chained(checkpoint_cte, function_id)`` builds the write as part
+    of the checkpoint's statement (one round trip); on SQLite ``work`` runs in the
+    checkpoint's transaction.
+    """
     from ..storage.steps import StepNotRecorded
 
     function_id, record = begin_step(rt, state, name)
@@ -83,17 +89,28 @@ def write_step(
         return
     started = int(time.time() * 1000)
     done = serialize_value(rt.serializer, None, f"output of {name}")
+    steps = rt.sysdb.steps
 
     def run(conn: Connection) -> str | None:
         work(conn, function_id)
         return done
 
-    try:
-        yield Blocking(
-            lambda: rt.sysdb.steps.record_with(
+    def write() -> Any:
+        if rt.sysdb.is_sqlite:
+            return steps.record_with(
                 state.workflow_id, function_id, name, run, started_at_ms=started
             )
+        return steps.record_chained(
+            state.workflow_id,
+            function_id,
+            name,
+            done,
+            lambda checkpoint: chained(checkpoint, function_id),
+            started_at_ms=started,
         )
+
+    try:
+        yield Blocking(write)
     except StepNotRecorded:
         state.cancelled.set()
         state.check_cancelled()
@@ -104,6 +121,10 @@ def write_step(
 
 
 def send_protocol(destination_id: Any, message: Any, topic: Any) -> Protocol[None]:
+    import sqlalchemy as sa
+
+    from ..storage.database import is_foreign_key_violation
+
     destination = _require_str(destination_id, "send: destination_id")
     name = topic_of(topic)
     rt = current_runtime()
@@ -117,7 +138,19 @@ def send_protocol(destination_id: Any, message: Any, topic: Any) -> Protocol[Non
             # The key derives from the sender's step: a replayed send lands once.
             rt.sysdb.messages.send_in(conn, destination, name, text, f"{sender}::{function_id}")
 
-        yield from write_step(rt, state, SEND, work)
+        def chained(checkpoint: Any, function_id: int) -> Any:
+            return rt.sysdb.messages.send_after(
+                checkpoint, destination, name, text, f"{sender}::{function_id}"
+            )
+
+        try:
+            yield from write_step(rt, state, SEND, work, chained)
+        except sa.exc.IntegrityError as exc:
+            if is_foreign_key_violation(exc):
+                raise DBOSNonExistentWorkflowError(
+                    destination, "cannot send a message to it"
+                ) from None
+            raise
     else:
         key = ctx.take_assigned_workflow_id() if ctx.current_workflow.get() is None else None
         message_uuid = f"idempotency::{key}" if key is not None else str(uuid.uuid4())
@@ -274,7 +307,10 @@ def set_event_protocol(key: Any, value: Any) -> Protocol[None]:
         def work(conn: Connection, _function_id: int) -> None:
             rt.sysdb.messages.set_event_in(conn, wid, name, text)
 
-        yield from write_step(rt, state, SET_EVENT, work)
+        def chained(checkpoint: Any, _function_id: int) -> Any:
+            return rt.sysdb.messages.set_event_after(checkpoint, wid, name, text)
+
+        yield from write_step(rt, state, SET_EVENT, work, chained)
     else:
         # From a step: part of the step, repeated if the step is retried (same value).
         yield Blocking(lambda: rt.sysdb.messages.set_event(wid, name, text))

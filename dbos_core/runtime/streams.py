@@ -51,13 +51,16 @@ def _append_protocol(key: Any, text: str | None, operation: str) -> Protocol[Non
         def work(conn: Connection, _function_id: int) -> None:
             rt.sysdb.streams.append_in(conn, wid, name, value)
 
+        def chained(checkpoint: Any, _function_id: int) -> Any:
+            return rt.sysdb.streams.append_after(checkpoint, wid, name, value)
+
         step_name = WRITE_STREAM if text is not None else CLOSE_STREAM
-        yield from _write_with_retry(rt, state, step_name, work)
+        yield from _write_with_retry(rt, state, step_name, work, chained)
     rt.notifier.notify(stream_key(wid, name))
 
 
 def _write_with_retry(
-    rt: Runtime, state: ctx.WorkflowState, name: str, work: Any
+    rt: Runtime, state: ctx.WorkflowState, name: str, work: Any, chained: Any
 ) -> Protocol[None]:
     import sqlalchemy as sa
 
@@ -66,7 +69,7 @@ def _write_with_retry(
     for attempt in range(_WRITE_ATTEMPTS):
         saved = state.peek_function_id()
         try:
-            yield from write_step(rt, state, name, work)
+            yield from write_step(rt, state, name, work, chained)
             return
         except sa.exc.IntegrityError as exc:
             # The offset was taken by a concurrent writer: take the same step slot again.

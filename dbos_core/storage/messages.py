@@ -64,6 +64,27 @@ class MessageStore:
                 ) from None
             raise
 
+    def send_after(
+        self, checkpoint: Any, destination_id: str, topic: str, message: str, message_uuid: str
+    ) -> Any:
+        """The send as the write of a chained step (see ``StepStore.record_chained``)."""
+        select = sa.select(
+            sa.literal(message_uuid, sa.Text),
+            sa.literal(destination_id, sa.Text),
+            sa.literal(topic, sa.Text),
+            sa.literal(message, sa.Text),
+            sa.literal(now_ms(), sa.BigInteger),
+        ).select_from(checkpoint)
+        return (
+            _dialect_insert(self.db, nt)
+            .from_select(
+                ["message_uuid", "destination_uuid", "topic", "message", "created_at_epoch_ms"],
+                select,
+            )
+            .on_conflict_do_nothing(index_elements=[nt.c.message_uuid])
+            .returning(nt.c.seq)
+        )
+
     def send(self, destination_id: str, topic: str, message: str, message_uuid: str) -> bool:
         try:
             with self.db.connect() as conn:
@@ -165,6 +186,16 @@ class MessageStore:
             index_elements=[ev.c.workflow_uuid, ev.c.key], set_={"value": stmt.excluded.value}
         )
         conn.execute(stmt)
+
+    def set_event_after(self, checkpoint: Any, workflow_id: str, key: str, value: str) -> Any:
+        """The upsert as the write of a chained step (see ``StepStore.record_chained``)."""
+        select = sa.select(
+            sa.literal(workflow_id, sa.Text), sa.literal(key, sa.Text), sa.literal(value, sa.Text)
+        ).select_from(checkpoint)
+        stmt = _dialect_insert(self.db, ev).from_select(["workflow_uuid", "key", "value"], select)
+        return stmt.on_conflict_do_update(
+            index_elements=[ev.c.workflow_uuid, ev.c.key], set_={"value": stmt.excluded.value}
+        ).returning(ev.c.key)
 
     def set_event(self, workflow_id: str, key: str, value: str) -> None:
         with self.db.connect() as conn:

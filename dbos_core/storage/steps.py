@@ -117,6 +117,49 @@ class StepStore:
             return False, existing
         return True, StepRecord(function_id, function_name, output, None, None)
 
+    def record_chained(
+        self,
+        workflow_id: str,
+        function_id: int,
+        function_name: str,
+        output: str | None,
+        chain: Callable[[Any], Any],
+        *,
+        started_at_ms: int | None = None,
+    ) -> tuple[bool, StepRecord]:
+        """PostgreSQL: checkpoint a step and make its write in ONE statement (one round trip).
+
+        ``WITH checkpoint AS (INSERT ... RETURNING) <chain(checkpoint)>``: the write
+        selects from the checkpoint CTE, so it happens only if the checkpoint lands
+        (the workflow is PENDING), and a duplicate checkpoint aborts both. The write
+        must return a row when it happens. Same results as ``record``.
+        """
+        checkpoint = (
+            checkpoint_statement(
+                workflow_id,
+                function_id,
+                function_name,
+                output=output,
+                started_at_ms=started_at_ms,
+            )
+            .returning(oo.c.function_id)
+            .cte("checkpoint")
+        )
+        stmt = chain(checkpoint).add_cte(checkpoint)
+        try:
+            with self.db.connect() as conn:
+                row = conn.execute(stmt).first()
+        except sa.exc.IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+            existing = self.get(workflow_id, function_id)
+            if existing is None:
+                raise
+            return False, existing
+        if row is None:
+            raise StepNotRecorded(workflow_id)
+        return True, StepRecord(function_id, function_name, output, None, None)
+
     def copy_prefix(
         self, conn: Any, source_id: str, target_id: str, before_function_id: int
     ) -> None:

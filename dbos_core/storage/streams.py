@@ -6,6 +6,8 @@ Closing a stream appends a marker value that no serializer produces.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -26,16 +28,30 @@ class StreamStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    def append_after(self, checkpoint: Any, workflow_id: str, key: str, value: str) -> Any:
+        """The append as the write of a chained step (see ``StepStore.record_chained``)."""
+        select = sa.select(
+            sa.literal(workflow_id, sa.Text),
+            sa.literal(key, sa.Text),
+            _next_offset(workflow_id, key),
+            sa.literal(value, sa.Text),
+        ).select_from(checkpoint)
+        return (
+            st.insert()
+            .from_select(["workflow_uuid", "key", "offset", "value"], select)
+            .returning(st.c.offset)
+        )
+
     def append_in(self, conn: Connection, workflow_id: str, key: str, value: str) -> int:
         """Append one value (or ``CLOSED_MARKER``); returns its offset."""
-        next_offset = (
-            sa.select(sa.func.coalesce(sa.func.max(st.c.offset), -1) + 1)
-            .where(st.c.workflow_uuid == workflow_id, st.c.key == key)
-            .scalar_subquery()
-        )
         stmt = (
             st.insert()
-            .values(workflow_uuid=workflow_id, key=key, offset=next_offset, value=value)
+            .values(
+                workflow_uuid=workflow_id,
+                key=key,
+                offset=_next_offset(workflow_id, key),
+                value=value,
+            )
             .returning(st.c.offset)
         )
         try:
@@ -64,3 +80,11 @@ class StreamStore:
         )
         with self.db.connect() as conn:
             return [(int(r[0]), str(r[1])) for r in conn.execute(stmt)]
+
+
+def _next_offset(workflow_id: str, key: str) -> Any:
+    return (
+        sa.select(sa.func.coalesce(sa.func.max(st.c.offset), -1) + 1)
+        .where(st.c.workflow_uuid == workflow_id, st.c.key == key)
+        .scalar_subquery()
+    )

@@ -235,3 +235,50 @@ def _steps(workflow_id: str) -> list[dict[str, object]]:
     rt = get_runtime()
     records = rt.sysdb.steps.load(workflow_id)
     return [{"function_name": records[k].function_name} for k in sorted(records)]
+
+
+def test_writes_of_a_workflow_cancelled_elsewhere_do_not_land(dbos: type[DBOS]) -> None:
+    """Cancelled by a direct status change (as another process would): its next
+    send, set_event and stream write change nothing, the workflow ends CANCELLED."""
+
+    from dbos_core.error import DBOSAwaitedWorkflowCancelledError
+    from dbos_core.runtime.global_state import get_runtime
+    from dbos_core.storage.schema import workflow_status as ws
+
+    blocked, release = threading.Event(), threading.Event()
+
+    @DBOS.workflow()
+    def target() -> object:
+        return DBOS.recv(timeout_seconds=0.5)
+
+    @DBOS.workflow()
+    def writer(dest: str, op: str) -> None:
+        blocked.set()
+        assert release.wait(10)
+        if op == "send":
+            DBOS.send(dest, "should not land")
+        elif op == "event":
+            DBOS.set_event("k", "should not land")
+        else:
+            DBOS.write_stream("s", "should not land")
+
+    rx = DBOS.start_workflow(target)
+    for op in ("send", "event", "stream"):
+        blocked.clear()
+        release.clear()
+        handle = DBOS.start_workflow(writer, rx.workflow_id, op)
+        assert blocked.wait(10)
+        with get_runtime().sysdb.db.connect() as conn:
+            conn.execute(
+                ws.update()
+                .where(ws.c.workflow_uuid == handle.workflow_id)
+                .values(status="CANCELLED")
+            )
+        release.set()
+        with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+            handle.get_result()
+        assert DBOS.get_all_events(handle.workflow_id) == {}
+        assert list(DBOS.read_stream(handle.workflow_id, "s")) == []
+        assert _steps(handle.workflow_id) == []
+    assert rx.get_result() is None
+    assert _message_count(rx.workflow_id) == 0
