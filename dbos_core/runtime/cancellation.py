@@ -131,29 +131,40 @@ class CancellationWatch:
 
     def _run_remote(self) -> None:
         while True:
-            state = self._inbox.get()
-            if state is _STOP or self._stopping:
+            batch = [self._inbox.get()]
+            # Under load many workflows change at once: check them in one query.
+            while len(batch) < 200:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if self._stopping or any(state is _STOP for state in batch):
                 return
-            wid = state.workflow_id
-            if self.rt.active.get(wid) is not state:
-                with self._waiters_lock:
-                    waiter = self._status_waiters.get(wid)
-                    if waiter is not None and waiter._state is state:
-                        del self._status_waiters[wid]
-                    else:
-                        waiter = None
-                if waiter is not None:
-                    self.rt.notifier.unsubscribe(waiter)
-                continue
-            if state.cancelled.is_set():
+            running: dict[str, WorkflowState] = {}
+            for state in batch:
+                if self.rt.active.get(state.workflow_id) is state:
+                    if not state.cancelled.is_set():
+                        running[state.workflow_id] = state
+                else:
+                    self._forget(state)
+            if not running:
                 continue
             try:
-                row = self.rt.sysdb.workflows.get_outcome_row(wid)
+                cancelled = self.rt.sysdb.workflows.cancelled_among(list(running))
             except Exception:
-                continue
-            if row is not None and row[0] == "CANCELLED":
-                state.cancelled.set()
+                continue  # shutting down, or the database is away: the next step notices
+            for wid in cancelled:
+                running[wid].cancelled.set()
                 self.rt.notifier.notify(cancel_key(wid))
+
+    def _forget(self, state: WorkflowState) -> None:
+        """The execution ended: drop its status subscription."""
+        with self._waiters_lock:
+            waiter = self._status_waiters.get(state.workflow_id)
+            if waiter is None or waiter._state is not state:
+                return
+            del self._status_waiters[state.workflow_id]
+        self.rt.notifier.unsubscribe(waiter)
 
 
 _STOP = WorkflowState(workflow_id="", name="")
