@@ -21,6 +21,9 @@ from .effects import Blocking, Protocol, Wait
 from .notifier import cancel_key
 from .runtime import DBOSDestroyedError, Runtime
 
+# How often a sleeping workflow on SQLite checks whether another process cancelled it.
+_SLEEP_CANCEL_CHECK = 1.0
+
 Probe = Callable[[], Protocol[tuple[bool, Any]]]
 DeadlineSource = Callable[[], Protocol[float | None]]
 
@@ -90,12 +93,17 @@ def wait_until(
             wait: float | None = None if until is None else until - now
             if probe is not None:
                 wait = rt.poll_interval if wait is None else min(wait, rt.poll_interval)
+            elif state is not None and rt.sysdb.is_sqlite:
+                # A long sleep still looks for a cancel from another process now and then.
+                cadence = max(rt.poll_interval, _SLEEP_CANCEL_CHECK)
+                wait = cadence if wait is None else min(wait, cadence)
             if state is not None and state.deadline_ms is not None:
                 to_deadline = max(0.0, state.deadline_ms / 1000 - now) + 0.001
                 wait = to_deadline if wait is None else min(wait, to_deadline)
             woken = yield Wait(waiter, wait)
-            if not woken and state is not None and probe is not None:
-                # Polling fallback: a cancel from another process (SQLite has no NOTIFY).
+            if not woken and state is not None and rt.sysdb.is_sqlite:
+                # Polling fallback: a cancel from another process (SQLite has no NOTIFY;
+                # on PostgreSQL the cancellation watch flags the workflow at once).
                 yield from _notice_remote_cancel(rt, state)
     finally:
         rt.notifier.unsubscribe(waiter)
