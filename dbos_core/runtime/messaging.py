@@ -347,9 +347,13 @@ def get_event_protocol(workflow_id: Any, key: Any, timeout_seconds: Any) -> Prot
     if record is not None:
         return replay(rt, record)
     started = int(time.time() * 1000)
-    _found, value = yield from wait_until(
-        rt, keys, probe, durable_deadline(rt, state, timeout_slot, timeout)
-    )
+    try:
+        _found, value = yield from wait_until(
+            rt, keys, probe, durable_deadline(rt, state, timeout_slot, timeout)
+        )
+    except DBOSNonExistentWorkflowError as exc:
+        # Checkpointed too: a replay raises it again even if that workflow exists by then.
+        return (yield from record_outcome(rt, state, function_id, GET_EVENT, started, None, exc))
     return (yield from record_outcome(rt, state, function_id, GET_EVENT, started, value, None))
 
 
@@ -374,8 +378,12 @@ def get_all_events_protocol(workflow_id: Any) -> Protocol[dict[str, Any]]:
     if record is not None:
         return replay(rt, record)  # type: ignore[no-any-return]
     started = int(time.time() * 1000)
-    events = yield Blocking(read)
+    error: Exception | None = None
+    try:
+        events = yield Blocking(read)
+    except DBOSNonExistentWorkflowError as exc:
+        events, error = {}, exc
     recorded: dict[str, Any] = yield from record_outcome(
-        rt, state, function_id, GET_ALL_EVENTS, started, events, None
+        rt, state, function_id, GET_ALL_EVENTS, started, events if error is None else None, error
     )
     return recorded

@@ -142,3 +142,23 @@ async def test_async_events(dbos: type[DBOS]) -> None:
         "greeting": "hello",
         "later": "world",
     }
+
+
+def test_get_event_of_unknown_workflow_in_a_workflow_is_checkpointed(dbos: type[DBOS]) -> None:
+    @DBOS.workflow()
+    def reader() -> object:
+        try:
+            return DBOS.get_event("not-yet", "k", timeout_seconds=1)
+        except DBOSNonExistentWorkflowError:
+            return "missing"
+
+    @DBOS.workflow()
+    def late() -> None:
+        DBOS.set_event("k", "now it exists")
+
+    with SetWorkflowID("reader-missing"):
+        assert reader() == "missing"
+    with SetWorkflowID("not-yet"):
+        late()
+    # The replay sees what the first execution saw.
+    assert rerun_from_checkpoints("reader-missing") == "missing"
