@@ -191,11 +191,13 @@ def recv_protocol(topic: Any, timeout_seconds: Any) -> Protocol[Any]:
             raise _NothingToTake
         return text
 
-    def probe_sqlite() -> Protocol[tuple[bool, Any]]:
-        # A read first: the write transaction (and its lock) only when a message waits.
-        waiting = yield Blocking(lambda: rt.sysdb.messages.has_unread(wid, name))
-        if not waiting:
-            return False, None
+    def probe_sqlite(notified: bool) -> Protocol[tuple[bool, Any]]:
+        # Unless a send just announced a message, a read first: the write
+        # transaction (and SQLite's write lock) only when a message waits.
+        if not notified:
+            waiting = yield Blocking(lambda: rt.sysdb.messages.has_unread(wid, name))
+            if not waiting:
+                return False, None
         try:
             _ours, stored = yield Blocking(
                 lambda: rt.sysdb.steps.record_with(
@@ -210,7 +212,7 @@ def recv_protocol(topic: Any, timeout_seconds: Any) -> Protocol[Any]:
             raise
         return True, replay(rt, stored)
 
-    def probe_postgres() -> Protocol[tuple[bool, Any]]:
+    def probe_postgres(_notified: bool) -> Protocol[tuple[bool, Any]]:
         # One round trip takes the message and checkpoints it.
         try:
             text = yield Blocking(
@@ -324,7 +326,7 @@ def get_event_protocol(workflow_id: Any, key: Any, timeout_seconds: Any) -> Prot
     rt = current_runtime()
     checked_exists = False
 
-    def probe() -> Protocol[tuple[bool, Any]]:
+    def probe(_notified: bool) -> Protocol[tuple[bool, Any]]:
         nonlocal checked_exists
         text = yield Blocking(lambda: rt.sysdb.messages.get_event(target, name))
         if text is not None:

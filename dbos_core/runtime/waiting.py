@@ -24,7 +24,8 @@ from .runtime import DBOSDestroyedError, Runtime
 # How often a sleeping workflow on SQLite checks whether another process cancelled it.
 _SLEEP_CANCEL_CHECK = 1.0
 
-Probe = Callable[[], Protocol[tuple[bool, Any]]]
+# Called with True when a notification (not a poll timeout) prompted this look.
+Probe = Callable[[bool], Protocol[tuple[bool, Any]]]
 DeadlineSource = Callable[[], Protocol[float | None]]
 
 
@@ -78,9 +79,10 @@ def wait_until(
     try:
         until: float | None = None
         first = True
+        woken = False
         while True:
             if probe is not None:
-                found, value = yield from probe()
+                found, value = yield from probe(woken)
                 if found:
                     return True, value
             if first:
