@@ -19,7 +19,12 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..error import DBOSException, DBOSInvalidStepCallError, DBOSNonExistentWorkflowError
+from ..error import (
+    DBOSException,
+    DBOSInvalidStepCallError,
+    DBOSNonExistentWorkflowError,
+    DBOSUnexpectedStepError,
+)
 from ..serialization import deserialize_value, serialize_value
 from . import context as ctx
 from .effects import Blocking, Protocol
@@ -253,12 +258,16 @@ def durable_deadline(
 
     def source() -> Protocol[float | None]:
         record = state.recorded.get(function_id)
-        if record is not None and record.function_name == SLEEP:
+        if record is not None:
+            if record.function_name != SLEEP:
+                raise DBOSUnexpectedStepError(
+                    state.workflow_id, function_id, SLEEP, record.function_name
+                )
             return float(replay(rt, record))
         until = time.time() + timeout
         if timeout > 0:
             now_ms = int(time.time() * 1000)
-            yield from record_outcome(rt, state, function_id, SLEEP, now_ms, until, None)
+            until = yield from record_outcome(rt, state, function_id, SLEEP, now_ms, until, None)
         return until
 
     return source
@@ -281,7 +290,7 @@ def sleep_protocol(seconds: Any) -> Protocol[None]:
         # Store the wake-up time before sleeping: a restarted workflow keeps it.
         wake_at = time.time() + duration
         started = int(time.time() * 1000)
-        yield from record_outcome(rt, state, function_id, SLEEP, started, wake_at, None)
+        wake_at = yield from record_outcome(rt, state, function_id, SLEEP, started, wake_at, None)
 
     def stored() -> Protocol[float | None]:
         return wake_at

@@ -304,3 +304,39 @@ def test_destroy_during_a_wait_leaves_workflow_pending(dbos: type[DBOS], relaunc
     assert _status("survives-destroy") == "PENDING"
     DBOS.send("survives-destroy", "hello again")
     assert DBOS.retrieve_workflow("survives-destroy").get_result() == "hello again"
+
+
+async def test_async_workflow_timeout_interrupts_sleep(dbos: type[DBOS]) -> None:
+    @DBOS.workflow()
+    async def sleeper() -> str:
+        await DBOS.sleep_async(60)
+        return "woke"
+
+    with SetWorkflowTimeout(0.3):
+        handle = await DBOS.start_workflow_async(sleeper)
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        await handle.get_result()
+    assert (await handle.get_status()).status == "CANCELLED"
+
+
+def test_timeout_on_a_direct_call(dbos: type[DBOS]) -> None:
+    from dbos_core.error import DBOSWorkflowCancelledError
+
+    @DBOS.workflow()
+    def sleeper() -> str:
+        DBOS.sleep(60)
+        return "woke"
+
+    with (
+        SetWorkflowID("direct-timeout"),
+        SetWorkflowTimeout(0.3),
+        pytest.raises(DBOSWorkflowCancelledError),
+    ):
+        sleeper()
+    assert _status("direct-timeout") == "CANCELLED"
+
+
+def test_bad_timeouts_are_refused(dbos: type[DBOS]) -> None:
+    for bad in (0, -1, float("inf"), "10"):
+        with pytest.raises(DBOSException, match="SetWorkflowTimeout"):
+            SetWorkflowTimeout(bad)  # type: ignore[arg-type]
