@@ -101,11 +101,14 @@ def write_step(
         return done
 
     def write() -> Any:
+        from ..storage import step_writes
+
         if rt.sysdb.is_sqlite:
-            return steps.record_with(
-                state.workflow_id, function_id, name, run, started_at_ms=started
+            return step_writes.record_with(
+                steps, state.workflow_id, function_id, name, run, started_at_ms=started
             )
-        return steps.record_chained(
+        return step_writes.record_chained(
+            steps,
             state.workflow_id,
             function_id,
             name,
@@ -166,6 +169,7 @@ def send_protocol(destination_id: Any, message: Any, topic: Any) -> Protocol[Non
 def recv_protocol(topic: Any, timeout_seconds: Any) -> Protocol[Any]:
     import sqlalchemy as sa
 
+    from ..storage import step_writes
     from ..storage.database import is_unique_violation
     from ..storage.steps import StepNotRecorded
 
@@ -205,8 +209,8 @@ def recv_protocol(topic: Any, timeout_seconds: Any) -> Protocol[Any]:
                 return False, None
         try:
             _ours, stored = yield Blocking(
-                lambda: rt.sysdb.steps.record_with(
-                    wid, function_id, RECV, take, started_at_ms=started
+                lambda: step_writes.record_with(
+                    rt.sysdb.steps, wid, function_id, RECV, take, started_at_ms=started
                 )
             )
         except _NothingToTake:

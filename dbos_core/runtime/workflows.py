@@ -206,13 +206,9 @@ def execute_protocol(
         except DBOSDestroyedError:
             raise  # leave the workflow PENDING: a later launch recovers it
         except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise  # KeyboardInterrupt, SystemExit: the process is going away
-            if isinstance(exc, DBOSWorkflowCancelledError) and rt.stopped:
-                # Woken by shutdown, not cancelled: stay PENDING for recovery.
-                raise DBOSDestroyedError(
-                    f"DBOS was destroyed while workflow {state.workflow_id!r} ran"
-                ) from exc
+            if not isinstance(exc, Exception) or rt.stopped:
+                # KeyboardInterrupt, SystemExit, destroy(): the process is going away.
+                raise
             if isinstance(exc, DBOSWorkflowCancelledError) and state.is_cancelled():
                 yield Blocking(lambda: _ensure_cancelled(rt, state))
                 raise

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from .database import Database, is_unique_violation
 from .records import StepRecord
@@ -57,14 +55,37 @@ class StepStore:
         same workflow recorded this step first (first writer wins). Raises
         ``StepNotRecorded`` if the workflow was cancelled or finished meanwhile.
         """
-        stmt = checkpoint_statement(
-            workflow_id,
-            function_id,
-            function_name,
-            output=output,
-            error=error,
-            child_workflow_id=child_workflow_id,
-            started_at_ms=started_at_ms,
+        stamp = now_ms()
+        values: list[Any] = [
+            sa.literal(workflow_id, sa.Text),
+            sa.literal(function_id, sa.Integer),
+            sa.literal(function_name, sa.Text),
+            sa.literal(output, sa.Text),
+            sa.literal(error, sa.Text),
+            sa.literal(child_workflow_id, sa.Text),
+            sa.literal(started_at_ms if started_at_ms is not None else stamp, sa.BigInteger),
+            sa.literal(stamp, sa.BigInteger),
+        ]
+        still_pending = (
+            sa.select(workflow_status.c.workflow_uuid)
+            .where(
+                workflow_status.c.workflow_uuid == workflow_id,
+                workflow_status.c.status == "PENDING",
+            )
+            .exists()
+        )
+        stmt = oo.insert().from_select(
+            [
+                oo.c.workflow_uuid,
+                oo.c.function_id,
+                oo.c.function_name,
+                oo.c.output,
+                oo.c.error,
+                oo.c.child_workflow_id,
+                oo.c.started_at_epoch_ms,
+                oo.c.completed_at_epoch_ms,
+            ],
+            sa.select(*values).where(still_pending),
         )
         try:
             with self.db.connect() as conn:
@@ -79,86 +100,6 @@ class StepStore:
         if inserted == 0:
             raise StepNotRecorded(workflow_id)
         return True, StepRecord(function_id, function_name, output, error, child_workflow_id)
-
-    def record_with(
-        self,
-        workflow_id: str,
-        function_id: int,
-        function_name: str,
-        work: Callable[[Connection], str | None],
-        *,
-        started_at_ms: int | None = None,
-    ) -> tuple[bool, StepRecord]:
-        """Run ``work`` and checkpoint its output in ONE transaction.
-
-        For operations whose effect and checkpoint must land together (consuming a
-        message, sending one from a workflow): ``work`` writes and returns the output
-        text to record. Same results as ``record``; on any failure nothing is written.
-        """
-        output: str | None = None
-        try:
-            with self.db.transaction() as conn:
-                output = work(conn)
-                stmt = checkpoint_statement(
-                    workflow_id,
-                    function_id,
-                    function_name,
-                    output=output,
-                    started_at_ms=started_at_ms,
-                )
-                if conn.execute(stmt).rowcount == 0:
-                    raise StepNotRecorded(workflow_id)
-        except sa.exc.IntegrityError as exc:
-            if not is_unique_violation(exc):
-                raise
-            existing = self.get(workflow_id, function_id)
-            if existing is None:
-                raise
-            return False, existing
-        return True, StepRecord(function_id, function_name, output, None, None)
-
-    def record_chained(
-        self,
-        workflow_id: str,
-        function_id: int,
-        function_name: str,
-        output: str | None,
-        chain: Callable[[Any], Any],
-        *,
-        started_at_ms: int | None = None,
-    ) -> tuple[bool, StepRecord]:
-        """PostgreSQL: checkpoint a step and make its write in ONE statement (one round trip).
-
-        ``WITH checkpoint AS (INSERT ... RETURNING) <chain(checkpoint)>``: the write
-        selects from the checkpoint CTE, so it happens only if the checkpoint lands
-        (the workflow is PENDING), and a duplicate checkpoint aborts both. The write
-        must return a row when it happens. Same results as ``record``.
-        """
-        checkpoint = (
-            checkpoint_statement(
-                workflow_id,
-                function_id,
-                function_name,
-                output=output,
-                started_at_ms=started_at_ms,
-            )
-            .returning(oo.c.function_id)
-            .cte("checkpoint")
-        )
-        stmt = chain(checkpoint).add_cte(checkpoint)
-        try:
-            with self.db.connect() as conn:
-                row = conn.execute(stmt).first()
-        except sa.exc.IntegrityError as exc:
-            if not is_unique_violation(exc):
-                raise
-            existing = self.get(workflow_id, function_id)
-            if existing is None:
-                raise
-            return False, existing
-        if row is None:
-            raise StepNotRecorded(workflow_id)
-        return True, StepRecord(function_id, function_name, output, None, None)
 
     def copy_prefix(
         self, conn: Any, source_id: str, target_id: str, before_function_id: int
@@ -177,48 +118,3 @@ class StepStore:
             oo.c.workflow_uuid == source_id, oo.c.function_id < before_function_id
         )
         conn.execute(oo.insert().from_select([oo.c.workflow_uuid, *cols], select))
-
-
-def checkpoint_statement(
-    workflow_id: str,
-    function_id: int,
-    function_name: str,
-    *,
-    output: str | None = None,
-    error: str | None = None,
-    child_workflow_id: str | None = None,
-    started_at_ms: int | None = None,
-) -> Any:
-    """INSERT of one checkpoint that only lands while the workflow is PENDING."""
-    stamp = now_ms()
-    values: list[Any] = [
-        sa.literal(workflow_id, sa.Text),
-        sa.literal(function_id, sa.Integer),
-        sa.literal(function_name, sa.Text),
-        sa.literal(output, sa.Text),
-        sa.literal(error, sa.Text),
-        sa.literal(child_workflow_id, sa.Text),
-        sa.literal(started_at_ms if started_at_ms is not None else stamp, sa.BigInteger),
-        sa.literal(stamp, sa.BigInteger),
-    ]
-    still_pending = (
-        sa.select(workflow_status.c.workflow_uuid)
-        .where(
-            workflow_status.c.workflow_uuid == workflow_id,
-            workflow_status.c.status == "PENDING",
-        )
-        .exists()
-    )
-    return oo.insert().from_select(
-        [
-            oo.c.workflow_uuid,
-            oo.c.function_id,
-            oo.c.function_name,
-            oo.c.output,
-            oo.c.error,
-            oo.c.child_workflow_id,
-            oo.c.started_at_epoch_ms,
-            oo.c.completed_at_epoch_ms,
-        ],
-        sa.select(*values).where(still_pending),
-    )

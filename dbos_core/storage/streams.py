@@ -17,8 +17,9 @@ from .schema import streams
 
 st = streams
 
-# Pickle-base64 never contains "_", and JSON text of a string is quoted.
-CLOSED_MARKER = "__dbos_stream_closed__"
+# Pickle-base64 never contains "_", and JSON text of a string is quoted. The
+# client (storage/client_messaging.py on main) uses the same marker.
+CLOSED_MARKER = "__DBOS_STREAM_CLOSED__"
 
 # Concurrent writers on PostgreSQL may pick the same offset; the loser retries.
 _MAX_OFFSET_RETRIES = 20
