@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..serialization import Serializer
+from . import messages, streams
 from .database import Database
-from .messages import MessageStore
 from .migrations import LATEST_VERSION, current_version, drop_all, migrate, notify_channel
 from .steps import StepStore
-from .streams import StreamStore
 from .workflows import WorkflowStore
 
 
@@ -28,10 +27,10 @@ class SystemDatabase:
             url, schema=schema, pool_size=pool_size, engine_kwargs=engine_kwargs, engine=engine
         )
         self.serializer = serializer
+        self.messages = messages.MessageStore(self.db)
+        self.streams = streams.StreamStore(self.db)
         self.workflows = WorkflowStore(self.db, serializer)
         self.steps = StepStore(self.db)
-        self.messages = MessageStore(self.db)
-        self.streams = StreamStore(self.db)
 
     @property
     def is_sqlite(self) -> bool:
