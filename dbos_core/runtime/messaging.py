@@ -3,7 +3,8 @@
 Inside a workflow every one of these operations is a step: its outcome is
 checkpointed and replayed after recovery. Where the operation itself writes
 (sending, consuming a message, setting an event), the write and the checkpoint
-commit in one transaction, so a crash can neither lose nor repeat it.
+commit together (one statement on PostgreSQL, one transaction on SQLite; see
+``storage/step_writes.py``), so a crash can neither lose nor repeat it.
 
 Waits that can time out inside a workflow (``recv``, ``get_event``) take two
 step slots: the operation's own, and one that records when the wait gives up,

@@ -61,15 +61,16 @@ def test_recv_times_out_with_none_and_replays_none(dbos: type[DBOS]) -> None:
 def test_recv_with_zero_timeout_looks_once(dbos: type[DBOS]) -> None:
     @DBOS.workflow()
     def receiver() -> list[object]:
-        first = DBOS.recv(timeout_seconds=0)
-        DBOS.sleep(0)
-        return [first, DBOS.recv(timeout_seconds=0)]
+        DBOS.recv("gate", timeout_seconds=10)
+        return [DBOS.recv("data", timeout_seconds=0), DBOS.recv("data", timeout_seconds=0)]
 
     handle = DBOS.start_workflow(receiver)
-    # The first recv may or may not see the message; together they must see it once.
-    DBOS.send(handle.workflow_id, "x")
-    result = handle.get_result()
-    assert result.count("x") <= 1
+    DBOS.send(handle.workflow_id, "x", "data")
+    DBOS.send(handle.workflow_id, "go", "gate")
+    # The first looks and takes the waiting message; the second finds none and does not wait.
+    assert handle.get_result() == ["x", None]
+    names = [s["function_name"] for s in _steps(handle.workflow_id)]
+    assert names[-2:] == ["DBOS.recv", "DBOS.recv"]
 
 
 def test_send_from_workflow_is_exactly_once(dbos: type[DBOS], relaunch: object) -> None:
