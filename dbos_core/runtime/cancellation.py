@@ -94,6 +94,8 @@ class CancellationWatch:
             if previous is not None:
                 self.rt.notifier.unsubscribe(previous)
             self.rt.notifier.add(waiter)
+            # A cancel that landed before this execution subscribed is found by one check.
+            self._inbox.put(state)
 
     # -- deadlines ------------------------------------------------------------------
 

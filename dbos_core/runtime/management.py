@@ -35,7 +35,12 @@ def resume_workflow(rt: Runtime, workflow_id: str) -> None:
         raise DBOSNonExistentWorkflowError(workflow_id, "cannot resume it")
     running = rt.active.get(workflow_id)
     if running is not None and not running.cancelled.is_set():
-        return  # it is executing here right now
+        row = rt.sysdb.workflows.get_outcome_row(workflow_id)
+        if row is None or row[0] != "CANCELLED":
+            return  # it is executing here right now
+        # Cancelled before this execution began (or by another process): stop it first.
+        running.cancelled.set()
+        rt.notifier.notify(cancel_key(workflow_id))
     if not rt.sysdb.workflows.prepare_resume(workflow_id, rt.executor_id):
         return
     if running is None:

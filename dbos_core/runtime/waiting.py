@@ -21,8 +21,8 @@ from .effects import Blocking, Protocol, Wait
 from .notifier import cancel_key
 from .runtime import DBOSDestroyedError, Runtime
 
-# How often a sleeping workflow on SQLite checks whether another process cancelled it.
-_SLEEP_CANCEL_CHECK = 1.0
+# How often a waiting workflow on SQLite checks whether another process cancelled it.
+_CANCEL_CHECK = 1.0
 
 # Called with True when a notification (not a poll timeout) prompted this look.
 Probe = Callable[[bool], Protocol[tuple[bool, Any]]]
@@ -80,6 +80,7 @@ def wait_until(
         until: float | None = None
         first = True
         woken = False
+        next_cancel_check = time.monotonic()
         while True:
             if probe is not None:
                 found, value = yield from probe(woken)
@@ -97,15 +98,21 @@ def wait_until(
                 wait = rt.poll_interval if wait is None else min(wait, rt.poll_interval)
             elif state is not None and rt.sysdb.is_sqlite:
                 # A long sleep still looks for a cancel from another process now and then.
-                cadence = max(rt.poll_interval, _SLEEP_CANCEL_CHECK)
+                cadence = max(rt.poll_interval, _CANCEL_CHECK)
                 wait = cadence if wait is None else min(wait, cadence)
             if state is not None and state.deadline_ms is not None:
                 to_deadline = max(0.0, state.deadline_ms / 1000 - now) + 0.001
                 wait = to_deadline if wait is None else min(wait, to_deadline)
             woken = yield Wait(waiter, wait)
-            if not woken and state is not None and rt.sysdb.is_sqlite:
+            if (
+                not woken
+                and state is not None
+                and rt.sysdb.is_sqlite
+                and time.monotonic() >= next_cancel_check
+            ):
                 # Polling fallback: a cancel from another process (SQLite has no NOTIFY;
                 # on PostgreSQL the cancellation watch flags the workflow at once).
+                next_cancel_check = time.monotonic()
                 yield from _notice_remote_cancel(rt, state)
     finally:
         rt.notifier.unsubscribe(waiter)

@@ -340,3 +340,25 @@ def test_bad_timeouts_are_refused(dbos: type[DBOS]) -> None:
     for bad in (0, -1, float("inf"), "10"):
         with pytest.raises(DBOSException, match="SetWorkflowTimeout"):
             SetWorkflowTimeout(bad)  # type: ignore[arg-type]
+
+
+def test_resume_stops_an_execution_that_missed_its_cancel(dbos: type[DBOS]) -> None:
+    """The status was set CANCELLED behind the execution's back (as a cancel landing
+    before it began, or from another process): resume restarts it all the same."""
+    from dbos_core.runtime.global_state import get_runtime
+    from dbos_core.storage.schema import workflow_status as ws
+
+    @DBOS.workflow()
+    def waiter() -> object:
+        return DBOS.recv("go", timeout_seconds=60)
+
+    handle = DBOS.start_workflow(waiter)
+    wait_for_step(handle.workflow_id, "DBOS.sleep")
+    with get_runtime().sysdb.db.connect() as conn:
+        conn.execute(
+            ws.update().where(ws.c.workflow_uuid == handle.workflow_id).values(status="CANCELLED")
+        )
+    resumed = DBOS.resume_workflow(handle.workflow_id)
+    DBOS.send(handle.workflow_id, "hello", "go")
+    assert resumed.get_result(timeout=30) == "hello"
+    assert _status(handle.workflow_id) == "SUCCESS"
