@@ -30,9 +30,47 @@ def _dialect_insert(db: Database, table: sa.Table) -> Any:
     return module.insert(table)
 
 
+def _bp(name: str, type_: Any = None) -> Any:
+    # Prefixed: names of the table's columns are reserved in INSERT and UPDATE.
+    return sa.bindparam(f"p_{name}", type_=type_ if type_ is not None else sa.Text())
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {f"p_{k}": v for k, v in values.items()}
+
+
 class MessageStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # The hot statements, built once with bound parameters (building one per
+        # call costs more than executing it on SQLite).
+        self._insert_message = (
+            _dialect_insert(db, nt)
+            .values(
+                message_uuid=_bp("message_uuid"),
+                destination_uuid=_bp("destination_uuid"),
+                topic=_bp("topic"),
+                message=_bp("message"),
+                created_at_epoch_ms=_bp("created_at", sa.BigInteger()),
+            )
+            .on_conflict_do_nothing(index_elements=[nt.c.message_uuid])
+        )
+        unread = (
+            nt.c.destination_uuid == _bp("destination_uuid"),
+            nt.c.topic == _bp("topic"),
+            nt.c.consumed_at_epoch_ms.is_(None),
+        )
+        oldest = sa.select(nt.c.seq).where(*unread).order_by(nt.c.seq).limit(1).scalar_subquery()
+        self._consume = (
+            nt.update()
+            .where(nt.c.seq == oldest, nt.c.consumed_at_epoch_ms.is_(None))
+            .values(consumed_at_epoch_ms=_bp("now", sa.BigInteger()))
+            .returning(nt.c.message)
+        )
+        self._has_unread = sa.select(nt.c.seq).where(*unread).limit(1)
+        self._get_event = sa.select(ev.c.value).where(
+            ev.c.workflow_uuid == _bp("workflow_uuid"), ev.c.key == _bp("key")
+        )
 
     # -- messages ---------------------------------------------------------------
 
@@ -44,19 +82,15 @@ class MessageStore:
         Returns True when this call stored it. A destination that does not exist
         raises ``DBOSNonExistentWorkflowError``.
         """
-        stmt = (
-            _dialect_insert(self.db, nt)
-            .values(
-                message_uuid=message_uuid,
-                destination_uuid=destination_id,
-                topic=topic,
-                message=message,
-                created_at_epoch_ms=now_ms(),
-            )
-            .on_conflict_do_nothing(index_elements=[nt.c.message_uuid])
+        params = _params(
+            message_uuid=message_uuid,
+            destination_uuid=destination_id,
+            topic=topic,
+            message=message,
+            created_at=now_ms(),
         )
         try:
-            return bool(conn.execute(stmt).rowcount)
+            return bool(conn.execute(self._insert_message, params).rowcount)
         except sa.exc.IntegrityError as exc:
             if is_foreign_key_violation(exc):
                 raise DBOSNonExistentWorkflowError(
@@ -99,24 +133,8 @@ class MessageStore:
 
     def consume_in(self, conn: Connection, destination_id: str, topic: str) -> str | None:
         """Take the oldest unread message of (destination, topic); None if there is none."""
-        oldest = (
-            sa.select(nt.c.seq)
-            .where(
-                nt.c.destination_uuid == destination_id,
-                nt.c.topic == topic,
-                nt.c.consumed_at_epoch_ms.is_(None),
-            )
-            .order_by(nt.c.seq)
-            .limit(1)
-            .scalar_subquery()
-        )
-        stmt = (
-            nt.update()
-            .where(nt.c.seq == oldest, nt.c.consumed_at_epoch_ms.is_(None))
-            .values(consumed_at_epoch_ms=now_ms())
-            .returning(nt.c.message)
-        )
-        value = conn.execute(stmt).scalar()
+        params = _params(destination_uuid=destination_id, topic=topic, now=now_ms())
+        value = conn.execute(self._consume, params).scalar()
         return None if value is None else str(value)
 
     def consume(self, destination_id: str, topic: str) -> str | None:
@@ -166,17 +184,9 @@ class MessageStore:
         return None if value is None else str(value)
 
     def has_unread(self, destination_id: str, topic: str) -> bool:
-        stmt = (
-            sa.select(nt.c.seq)
-            .where(
-                nt.c.destination_uuid == destination_id,
-                nt.c.topic == topic,
-                nt.c.consumed_at_epoch_ms.is_(None),
-            )
-            .limit(1)
-        )
+        params = _params(destination_uuid=destination_id, topic=topic)
         with self.db.connect() as conn:
-            return conn.execute(stmt).first() is not None
+            return conn.execute(self._has_unread, params).first() is not None
 
     # -- events -----------------------------------------------------------------
 
@@ -203,9 +213,10 @@ class MessageStore:
 
     def get_event(self, workflow_id: str, key: str) -> str | None:
         """The stored (serialized) value, or None when the event was never set."""
-        stmt = sa.select(ev.c.value).where(ev.c.workflow_uuid == workflow_id, ev.c.key == key)
         with self.db.connect() as conn:
-            value = conn.execute(stmt).scalar()
+            value = conn.execute(
+                self._get_event, _params(workflow_uuid=workflow_id, key=key)
+            ).scalar()
         return None if value is None else str(value)
 
     def get_all_events(self, workflow_id: str) -> dict[str, str]:

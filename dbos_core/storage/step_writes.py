@@ -70,6 +70,39 @@ def checkpoint_statement(
     )
 
 
+def _prebuilt_checkpoint() -> Any:
+    """``checkpoint_statement`` with bound parameters, built once (for the hot path)."""
+    names = ("workflow_uuid", "function_id", "function_name", "output", "started", "completed")
+    types: dict[str, Any] = {
+        "function_id": sa.Integer(),
+        "started": sa.BigInteger(),
+        "completed": sa.BigInteger(),
+    }
+    params = [sa.bindparam(f"cp_{n}", type_=types.get(n, sa.Text())) for n in names]
+    still_pending = (
+        sa.select(workflow_status.c.workflow_uuid)
+        .where(
+            workflow_status.c.workflow_uuid == sa.bindparam("cp_workflow_uuid", type_=sa.Text()),
+            workflow_status.c.status == "PENDING",
+        )
+        .exists()
+    )
+    return oo.insert().from_select(
+        [
+            oo.c.workflow_uuid,
+            oo.c.function_id,
+            oo.c.function_name,
+            oo.c.output,
+            oo.c.started_at_epoch_ms,
+            oo.c.completed_at_epoch_ms,
+        ],
+        sa.select(*params).where(still_pending),
+    )
+
+
+_CHECKPOINT = _prebuilt_checkpoint()
+
+
 def _theirs(steps: StepStore, exc: sa.exc.IntegrityError, workflow_id: str, fid: int) -> StepRecord:
     """After a failed write: the checkpoint another execution made, else re-raise."""
     if not is_unique_violation(exc):
@@ -95,10 +128,16 @@ def record_with(
     try:
         with steps.db.transaction() as conn:
             output = work(conn)
-            stmt = checkpoint_statement(
-                workflow_id, function_id, function_name, output, started_at_ms
-            )
-            if conn.execute(stmt).rowcount == 0:
+            stamp = now_ms()
+            params = {
+                "cp_workflow_uuid": workflow_id,
+                "cp_function_id": function_id,
+                "cp_function_name": function_name,
+                "cp_output": output,
+                "cp_started": started_at_ms if started_at_ms is not None else stamp,
+                "cp_completed": stamp,
+            }
+            if conn.execute(_CHECKPOINT, params).rowcount == 0:
                 raise StepNotRecorded(workflow_id)
     except sa.exc.IntegrityError as exc:
         return False, _theirs(steps, exc, workflow_id, function_id)
