@@ -161,10 +161,23 @@ def send_protocol(destination_id: Any, message: Any, topic: Any) -> Protocol[Non
                 ) from None
             raise
     else:
-        key = ctx.take_assigned_workflow_id() if ctx.current_workflow.get() is None else None
+        key = _take_send_key() if ctx.current_workflow.get() is None else None
         message_uuid = f"idempotency::{key}" if key is not None else str(uuid.uuid4())
         yield Blocking(lambda: rt.sysdb.messages.send(destination, name, text, message_uuid))
     rt.notifier.notify(message_key(destination, name))
+
+
+def _take_send_key() -> str | None:
+    """The ``SetWorkflowID`` of the caller, used once as the send's idempotency key.
+
+    Only an explicit ``SetWorkflowID``: a web request's idempotency key is left for
+    the workflow the request starts (two sends of one request are two messages).
+    """
+    assignment = ctx.assigned_id.get()
+    if assignment is None or assignment.used:
+        return None
+    assignment.used = True
+    return assignment.workflow_id
 
 
 def recv_protocol(topic: Any, timeout_seconds: Any) -> Protocol[Any]:

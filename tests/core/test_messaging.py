@@ -283,3 +283,26 @@ def test_writes_of_a_workflow_cancelled_elsewhere_do_not_land(dbos: type[DBOS]) 
         assert _steps(handle.workflow_id) == []
     assert rx.get_result() is None
     assert _message_count(rx.workflow_id) == 0
+
+
+def test_send_in_a_request_leaves_its_idempotency_key_to_the_workflow(dbos: type[DBOS]) -> None:
+    from dbos_core.runtime import context as ctx
+
+    @DBOS.workflow()
+    def receiver() -> list[object]:
+        return [DBOS.recv(timeout_seconds=5), DBOS.recv(timeout_seconds=5)]
+
+    @DBOS.workflow()
+    def started_by_request() -> str:
+        return "ok"
+
+    rx = DBOS.start_workflow(receiver)
+    token = ctx.request_context.set(ctx.RequestContext(idempotency_key="request-key-1"))
+    try:
+        DBOS.send(rx.workflow_id, "first")
+        DBOS.send(rx.workflow_id, "second")
+        handle = DBOS.start_workflow(started_by_request)
+    finally:
+        ctx.request_context.reset(token)
+    assert rx.get_result() == ["first", "second"]
+    assert handle.workflow_id == "request-key-1"
