@@ -23,6 +23,9 @@ from .context import WorkflowState
 from .notifier import Waiter, cancel_key, workflow_key
 from .runtime import Runtime, service_factories
 
+# Size of the deadline heap above which entries of finished workflows are pruned.
+_PRUNE_AT = 1024
+
 
 class _StatusWaiter(Waiter):
     """Woken by ``wf:<id>``: hands the workflow to the watch thread to check its status."""
@@ -84,6 +87,12 @@ class CancellationWatch:
     def watch(self, state: WorkflowState) -> None:
         if state.deadline_ms is not None:
             with self._lock:
+                if len(self._heap) >= _PRUNE_AT and len(self._heap) > 2 * len(self.rt.active):
+                    # Workflows that finished long before their deadline: drop them.
+                    self._heap = [
+                        e for e in self._heap if self.rt.active.get(e[2].workflow_id) is e[2]
+                    ]
+                    heapq.heapify(self._heap)
                 heapq.heappush(self._heap, (state.deadline_ms, next(self._order), state))
                 self._lock.notify_all()
         if self._remote:
