@@ -97,7 +97,10 @@ class Notifier:
         self._waiters: dict[str, set[Waiter]] = {}
 
     def subscribe(self, keys: Iterable[str]) -> Waiter:
-        waiter = Waiter(tuple(keys))
+        return self.add(Waiter(tuple(keys)))
+
+    def add(self, waiter: Waiter) -> Waiter:
+        """Subscribe a waiter built by the caller (a subclass may act on ``wake``)."""
         with self._lock:
             for key in waiter.keys:
                 self._waiters.setdefault(key, set()).add(waiter)

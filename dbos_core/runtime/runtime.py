@@ -77,6 +77,8 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self.services: list[Service] = []
+        # Called with each workflow that starts executing here (deadline watch, remote cancel).
+        self.claim_hooks: list[Callable[[WorkflowState], None]] = []
         self._listener: Any = None
         # Cross-process changes reach us by NOTIFY on PostgreSQL; on SQLite only by polling.
         self.poll_interval = (
@@ -164,7 +166,9 @@ class Runtime:
             if existing is not None:
                 return existing
             self.active[state.workflow_id] = state
-            return None
+        for hook in self.claim_hooks:
+            hook(state)
+        return None
 
     def release(self, workflow_id: str) -> None:
         with self._lock:

@@ -229,7 +229,7 @@ def execute_protocol(
                 # KeyboardInterrupt, SystemExit, destroy(): the process is going away.
                 raise
             if isinstance(exc, DBOSWorkflowCancelledError) and state.is_cancelled():
-                yield Blocking(lambda: _ensure_cancelled(rt, state.workflow_id))
+                yield Blocking(lambda: _ensure_cancelled(rt, state))
                 raise
             error_text = serialize_error(rt.serializer, exc)
             yield Blocking(
@@ -256,10 +256,21 @@ def execute_protocol(
         rt.notifier.notify(workflow_key(state.workflow_id))
 
 
-def _ensure_cancelled(rt: Runtime, workflow_id: str) -> None:
+def _ensure_cancelled(rt: Runtime, state: ctx.WorkflowState) -> None:
+    """A workflow stopped by its deadline: make sure it and its children are CANCELLED.
+
+    An explicit cancel has already written the status (and a resume since may have
+    made the workflow PENDING again, which must stand), so only the deadline case
+    writes, and only while the stored deadline is the one this execution ran with.
+    """
     from .management import cancel_in_storage
 
-    cancel_in_storage(rt, workflow_id)
+    if state.deadline_ms is None or time.time() * 1000 < state.deadline_ms:
+        return
+    row = rt.sysdb.workflows.get_row(state.workflow_id)
+    if row is None or row._mapping["workflow_deadline_epoch_ms"] != state.deadline_ms:
+        return
+    cancel_in_storage(rt, state.workflow_id, with_descendants=True)
 
 
 def _enter_workflow(state: ctx.WorkflowState) -> list[Any]:

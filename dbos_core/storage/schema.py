@@ -105,6 +105,9 @@ notifications = Table(
     Column("topic", Text, nullable=False, server_default=""),
     Column("message", Text, nullable=False),
     Column("created_at_epoch_ms", BigInteger, nullable=False),
+    # Set by the recv that took the message. Consumed rows stay, so that an
+    # idempotent send retried after the message was read still lands only once.
+    Column("consumed_at_epoch_ms", BigInteger),
 )
 Index("ix_notifications_destination_topic", notifications.c.destination_uuid, notifications.c.topic)
 

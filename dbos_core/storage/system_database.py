@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..serialization import Serializer
+from . import messages, streams
 from .database import Database
 from .debounce import DebounceStore
 from .migrations import LATEST_VERSION, current_version, drop_all, migrate, notify_channel
@@ -28,6 +29,8 @@ class SystemDatabase:
             url, schema=schema, pool_size=pool_size, engine_kwargs=engine_kwargs, engine=engine
         )
         self.serializer = serializer
+        self.messages = messages.MessageStore(self.db)
+        self.streams = streams.StreamStore(self.db)
         self.workflows = WorkflowStore(self.db, serializer)
         self.steps = StepStore(self.db)
         self.queues = QueueStore(self.db)

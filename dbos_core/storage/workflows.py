@@ -259,6 +259,14 @@ class WorkflowStore:
         with self.db.connect() as conn:
             return conn.execute(_OUTCOME, {"o_id": workflow_id}).first()
 
+    def cancelled_among(self, workflow_ids: Sequence[str]) -> set[str]:
+        """Which of these workflows are CANCELLED (one query for a batch)."""
+        stmt = sa.select(ws.c.workflow_uuid).where(
+            ws.c.workflow_uuid.in_(list(workflow_ids)), ws.c.status == "CANCELLED"
+        )
+        with self.db.connect() as conn:
+            return {r[0] for r in conn.execute(stmt)}
+
     def get_status(self, workflow_id: str) -> WorkflowStatus | None:
         row = self.get_row(workflow_id)
         return None if row is None else self.to_status(row)
