@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from dbos_core import DBOS
+from tests.core.crashutil import ROOT
 from tests.readme import readme_section
 
 
@@ -16,16 +18,20 @@ def _code(heading: str) -> str:
     return re.findall(r"```python\n(.*?)```", readme_section(heading), re.S)[0]
 
 
-def test_first_workflow_example(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Runs as a script would, on its default SQLite file in the working directory.
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("DBOS_SYSTEM_DATABASE_URL", raising=False)
-    DBOS.destroy()
-    namespace: dict[str, Any] = {"__name__": "__main__"}
-    exec(compile(_code("A first workflow"), "README-first-workflow", "exec"), namespace)
-    assert capsys.readouterr().out.strip() == "charged"
+def test_first_workflow_example(tmp_path: Path) -> None:
+    # A script, run as one: on its default SQLite file in its working directory.
+    (tmp_path / "app.py").write_text(_code("A first workflow"))
+    env = {k: v for k, v in os.environ.items() if k != "DBOS_SYSTEM_DATABASE_URL"}
+    out = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "charged"
     assert (tmp_path / "shop.sqlite").exists()
 
 
