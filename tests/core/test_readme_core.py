@@ -41,3 +41,14 @@ def test_queue_example(dbos: type[DBOS]) -> None:
     assert namespace["newsletter"](["a@x", "b@x"]) == ["sent to a@x", "sent to b@x"]
     handle = namespace["reindex"].debounce("user-7", 0.05, "c@x")
     assert handle.get_result(timeout=30) == "sent to c@x"
+
+
+def test_messaging_example(dbos: type[DBOS]) -> None:
+    namespace: dict[str, Any] = {"__name__": "readme_messaging"}
+    exec(compile(_code("Messages, events"), "README-messaging", "exec"), namespace)
+    handle = DBOS.start_workflow(namespace["checkout"], "o-1")
+    assert DBOS.get_event(handle.workflow_id, "status", timeout_seconds=30) == "awaiting payment"
+    namespace["pay"](handle.workflow_id)
+    assert handle.get_result(timeout=60) == "done"
+    assert list(DBOS.read_stream(handle.workflow_id, "progress")) == ["payment page sent"]
+    assert DBOS.get_all_events(handle.workflow_id) == {"status": "paid"}
