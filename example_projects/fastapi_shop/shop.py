@@ -16,13 +16,16 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from dbos_core import DBOS, DBOSConfig
+from dbos_core import DBOS, DBOSConfig, Queue
 from dbos_fastapi import DBOSMiddleware, install_exception_handlers
 
 log = logging.getLogger("shop")
 
 # Prices in cents.
 CATALOG: dict[str, int] = {"book": 1200, "pen": 250, "mug": 800}
+
+# Background orders wait here; each server process works on at most 5 at a time.
+orders_queue = Queue("orders", worker_concurrency=5)
 
 
 class Order(BaseModel):
@@ -50,9 +53,13 @@ def send_confirmation(order_id: str, payment_id: str) -> None:
 
 @DBOS.workflow()
 def checkout(items: dict[str, int]) -> dict[str, Any]:
+    # Progress is published as an event that clients read while the order runs.
+    DBOS.set_event("progress", "pricing")
     total = price_order(items)
+    DBOS.set_event("progress", "charging")
     payment_id = charge_card(DBOS.authenticated_user, total)
     send_confirmation(DBOS.workflow_id or "", payment_id)
+    DBOS.set_event("progress", "confirmed")
     return {
         "order_id": DBOS.workflow_id,
         "customer": DBOS.authenticated_user,
@@ -86,17 +93,23 @@ def create_app(config: DBOSConfig) -> FastAPI:
 
     @app.post("/orders", status_code=202)
     async def place_order(order: Order) -> dict[str, str]:
-        """Start checking out in the background; poll GET /orders/{order_id}."""
+        """Queue the checkout; follow it at GET /orders/{order_id}."""
         validate(order)
-        handle = await DBOS.start_workflow_async(checkout, order.items)
+        handle = await orders_queue.enqueue_async(checkout, order.items)
         return {"order_id": handle.get_workflow_id()}
 
     @app.get("/orders/{order_id}")
     async def order_status(order_id: str) -> dict[str, Any]:
         handle = await DBOS.retrieve_workflow_async(order_id)
         status = await handle.get_status()
+        progress = (await DBOS.get_all_events_async(order_id)).get("progress")
         receipt = status.output if status.status == "SUCCESS" else None
-        return {"order_id": order_id, "status": status.status, "receipt": receipt}
+        return {
+            "order_id": order_id,
+            "status": status.status,
+            "progress": progress,
+            "receipt": receipt,
+        }
 
     @app.get("/orders/{order_id}/receipt")
     async def order_receipt(order_id: str) -> dict[str, Any]:

@@ -54,8 +54,18 @@ def test_background_order_and_errors(shop: TestClient) -> None:
     assert shop.get("/orders/o-1").json() == {
         "order_id": "o-1",
         "status": "SUCCESS",
+        "progress": "confirmed",
         "receipt": receipt,
     }
+    status = DBOS.retrieve_workflow("o-1").get_status()
+    assert status.queue_name == "orders"
+    # A retried enqueue with the same key is the same order, charged once.
+    again = shop.post(
+        "/orders", json={"items": {"mug": 3}}, headers={"dbos-idempotency-key": "o-1"}
+    )
+    assert again.json() == {"order_id": "o-1"}
+    assert shop.get("/orders/o-1/receipt").json() == receipt
+    assert len(DBOS.list_workflows(name=status.name)) == 1
     assert shop.post("/orders", json={"items": {"yacht": 1}}).status_code == 422
     missing = shop.get("/orders/nope")
     assert missing.status_code == 404 and missing.json()["error"] == "NONEXISTENT_WORKFLOW"
