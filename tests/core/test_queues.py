@@ -416,7 +416,7 @@ def test_list_queued_workflows_filters(dbos: type[DBOS]) -> None:
         assert waiting[1].workflow_id not in [w.workflow_id for w in earlier]
         # Finished work is not "queued" any more.
         assert DBOS.list_queued_workflows(queue_name=other.name) == []
-        with pytest.raises(DBOSException, match="ENQUEUED or PENDING"):
+        with pytest.raises(DBOSException, match="expected one of ENQUEUED, PENDING"):
             DBOS.list_queued_workflows(status="SUCCESS")
         with pytest.raises(DBOSException, match="RFC 3339"):
             DBOS.list_queued_workflows(start_time="yesterday")
