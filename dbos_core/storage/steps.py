@@ -57,10 +57,36 @@ def _build_record_statement() -> Any:
     )
 
 
+RECORD_STATEMENT = _build_record_statement()
+
+
+def record_params(
+    workflow_id: str,
+    function_id: int,
+    function_name: str,
+    *,
+    output: str | None = None,
+    error: str | None = None,
+    child_workflow_id: str | None = None,
+    started_at_ms: int | None = None,
+) -> dict[str, Any]:
+    """The parameters of ``RECORD_STATEMENT`` for one checkpoint."""
+    stamp = now_ms()
+    return {
+        "p_workflow_uuid": workflow_id,
+        "p_function_id": function_id,
+        "p_function_name": function_name,
+        "p_output": output,
+        "p_error": error,
+        "p_child_workflow_id": child_workflow_id,
+        "p_started_at_epoch_ms": started_at_ms if started_at_ms is not None else stamp,
+        "p_completed_at_epoch_ms": stamp,
+    }
+
+
 class StepStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._record_stmt = _build_record_statement()
 
     def load(self, workflow_id: str) -> dict[int, StepRecord]:
         """All checkpoints of a workflow, read once when it resumes."""
@@ -95,20 +121,18 @@ class StepStore:
         same workflow recorded this step first (first writer wins). Raises
         ``StepNotRecorded`` if the workflow was cancelled or finished meanwhile.
         """
-        stamp = now_ms()
-        params = {
-            "p_workflow_uuid": workflow_id,
-            "p_function_id": function_id,
-            "p_function_name": function_name,
-            "p_output": output,
-            "p_error": error,
-            "p_child_workflow_id": child_workflow_id,
-            "p_started_at_epoch_ms": started_at_ms if started_at_ms is not None else stamp,
-            "p_completed_at_epoch_ms": stamp,
-        }
+        params = record_params(
+            workflow_id,
+            function_id,
+            function_name,
+            output=output,
+            error=error,
+            child_workflow_id=child_workflow_id,
+            started_at_ms=started_at_ms,
+        )
         try:
             with self.db.connect() as conn:
-                inserted = conn.execute(self._record_stmt, params).rowcount
+                inserted = conn.execute(RECORD_STATEMENT, params).rowcount
         except sa.exc.IntegrityError as exc:
             if not is_unique_violation(exc):
                 raise
