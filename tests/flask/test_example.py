@@ -39,6 +39,7 @@ def wait_for_order(client: Any, order_id: str) -> dict[str, Any]:
 
     wait_for(done, what=f"order {order_id}")
     body: dict[str, Any] = client.get(f"/orders/{order_id}").get_json()
+    assert body["queue"] == "orders"  # orders are placed through the example's queue
     return body
 
 

@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request
 
 from dbos_core import DBOS
 
-from .workflows import checkout_order
+from .workflows import checkout_order, orders_queue
 
 orders = Blueprint("orders", __name__)
 
@@ -20,7 +20,7 @@ def place_order() -> Any:
         return jsonify({"error": "BAD_REQUEST", "message": "items must be a list of strings"}), 400
     # With a `dbos-idempotency-key` header, the key becomes the workflow ID, so a
     # retried request returns the same order instead of charging twice.
-    handle = DBOS.start_workflow(checkout_order, items)
+    handle = orders_queue.enqueue(checkout_order, items)
     return jsonify({"order_id": handle.get_workflow_id()}), 202
 
 
@@ -32,6 +32,7 @@ def get_order(order_id: str) -> Any:
         {
             "order_id": order_id,
             "status": status.status,
+            "queue": status.queue_name,
             "user": status.authenticated_user,
             "result": status.output,
         }

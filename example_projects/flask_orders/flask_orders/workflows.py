@@ -6,7 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dbos_core import DBOS
+from dbos_core import DBOS, Queue
+
+# Orders wait here for a worker thread; at most 4 run at once in each process.
+orders_queue = Queue("orders", worker_concurrency=4)
 
 # Steps run on DBOS worker threads, outside any Flask context: they get what they
 # need from the module, set by the application factory.
