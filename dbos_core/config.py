@@ -44,6 +44,8 @@ class DBOSConfig(TypedDict, total=False):
     # Seconds to keep retrying an unreachable system database at launch.
     database_connect_timeout: float | None
     max_workflow_threads: int | None
+    # Seconds between checks for PENDING workflows of dead processes to take over.
+    recovery_interval: float | None
 
 
 KNOWN_KEYS = frozenset(DBOSConfig.__annotations__)
@@ -75,6 +77,7 @@ class ResolvedConfig:
     notification_poll_interval: float
     database_connect_timeout: float
     max_workflow_threads: int
+    recovery_interval: float
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -237,6 +240,7 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         notification_poll_interval=_positive_float(raw, "notification_poll_interval", 0.1),
         database_connect_timeout=_positive_float(raw, "database_connect_timeout", 10.0),
         max_workflow_threads=_positive_int(raw, "max_workflow_threads", 512),
+        recovery_interval=_positive_float(raw, "recovery_interval", 5.0),
         raw=raw,
     )
 

@@ -30,11 +30,12 @@ from .error import (
 from .handles import WorkflowHandle, WorkflowHandleAsync
 from .runtime import context as ctx
 from .runtime import global_state
+from .runtime import recovery as _recovery  # noqa: F401  (registers the service)
 from .runtime.effects import run_async, run_sync
 from .runtime.registry import DEFAULT_MAX_RECOVERY_ATTEMPTS, Registration, StepOptions, registry
 from .runtime.runtime import Runtime
 from .runtime.steps import step_protocol
-from .runtime.workflows import call_protocol, dispatch, recover_pending, start_protocol
+from .runtime.workflows import call_protocol, dispatch, start_protocol
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -140,9 +141,6 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI, TransactionAPI):
             if rt.stopped:
                 raise DBOSInitializationError("This DBOS instance was destroyed; create a new one")
             rt.launch()
-        threading.Thread(
-            target=recover_pending, args=(rt,), name="dbos-recovery", daemon=True
-        ).start()
 
     @classmethod
     def destroy(cls, *, destroy_registry: bool = False) -> None:

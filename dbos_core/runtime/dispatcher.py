@@ -213,6 +213,7 @@ class QueueDispatcher:
                 self.rt.executor_id,
                 self.rt.app_version,
                 partition_key=partition,
+                owner=self.rt.instance_id,
                 local_free=self._local_free(limits),
                 # Filter by name only where foreign work showed up: it costs CPU per claim.
                 workflow_names=self._workflow_names() if limits.name in self._foreign else None,

@@ -41,7 +41,7 @@ def resume_workflow(rt: Runtime, workflow_id: str) -> None:
         # Cancelled before this execution began (or by another process): stop it first.
         running.cancelled.set()
         rt.notifier.notify(cancel_key(workflow_id))
-    if not rt.sysdb.workflows.prepare_resume(workflow_id, rt.executor_id):
+    if not rt.sysdb.workflows.prepare_resume(workflow_id, rt.executor_id, rt.instance_id):
         return
     if running is None:
         recover_workflow(rt, workflow_id)

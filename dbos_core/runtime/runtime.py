@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import Context
@@ -16,6 +17,7 @@ from ..config import ResolvedConfig, configure_logger
 from ..error import DBOSException
 from . import effects
 from .context import WorkflowState
+from .liveness import FileLiveness, Liveness, PostgresLiveness
 from .notifier import Notifier, cancel_key
 from .registry import registry
 from .threads import DaemonThreadPool
@@ -70,6 +72,9 @@ class Runtime:
         self.stopped = False
         # The process that launched; a forked child must launch its own runtime.
         self.pid: int | None = None
+        # Names this running instance among processes that share an executor ID.
+        self.instance_id = uuid.uuid4().hex
+        self.liveness: Liveness | None = None
         self._lock = threading.Lock()
         self.active: dict[str, WorkflowState] = {}
         self.workflow_pool: DaemonThreadPool | None = None
@@ -101,6 +106,8 @@ class Runtime:
             max_workers=max(4, self.config.sys_db_pool_size), thread_name_prefix="dbos-io"
         )
         effects.set_blocking_pool(self.blocking_pool)
+        self.liveness = self._make_liveness()
+        self.liveness.start()
         if not self.sysdb.is_sqlite:
             from .listener import PostgresListener
 
@@ -119,6 +126,13 @@ class Runtime:
             "DBOS launched: executor %s, application version %s", self.executor_id, self.app_version
         )
 
+    def _make_liveness(self) -> Liveness:
+        url = self.sysdb.db.url
+        if self.sysdb.is_sqlite:
+            return FileLiveness(str(url.database), self.instance_id)
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresLiveness(conninfo, self.sysdb.db.schema, self.instance_id)
+
     def destroy(self) -> None:
         self.stopped = True
         for service in reversed(self.services):
@@ -135,6 +149,9 @@ class Runtime:
             self.notifier.notify(cancel_key(state.workflow_id))
         if self._listener is not None:
             self._listener.stop()
+        if self.liveness is not None:
+            # After this, other processes may take over what is still PENDING here.
+            self.liveness.stop()
         if self.workflow_pool is not None:
             self.workflow_pool.shutdown()
         if self._loop is not None:

@@ -30,7 +30,7 @@ from ..serialization import (
     serialize_error,
     serialize_value,
 )
-from ..storage.records import StepRecord
+from ..storage.records import ANY_OWNER, StepRecord
 from ..types import TERMINAL_STATUSES, WorkflowInputs
 from . import context as ctx
 from .effects import Blocking, Protocol, UserCall, Wait, run_async, run_sync
@@ -176,6 +176,7 @@ def start_protocol(
         workflow_deadline_epoch_ms=deadline,
         parent_workflow_id=parent.workflow_id if parent is not None else None,
         max_recovery_attempts=reg.max_recovery_attempts,
+        owner_instance=rt.instance_id,
         created_at=now,
     )
     inserter = insert or rt.sysdb.workflows.insert
@@ -380,11 +381,17 @@ def call_protocol(
     return (yield from await_result_protocol(rt, started.workflow_id))
 
 
-def recover_workflow(rt: Runtime, workflow_id: str) -> bool:
-    """Run a PENDING workflow again from its checkpoints; False if it cannot be."""
+def recover_workflow(rt: Runtime, workflow_id: str, expected_owner: Any = ANY_OWNER) -> bool:
+    """Run a PENDING workflow again from its checkpoints; False if it cannot be.
+
+    ``expected_owner``: take it over only from that (dead) instance, so that one of
+    several processes recovering at once wins.
+    """
     if rt.is_active(workflow_id):
         return True
-    attempts = rt.sysdb.workflows.increment_recovery_attempts(workflow_id, rt.executor_id)
+    attempts = rt.sysdb.workflows.increment_recovery_attempts(
+        workflow_id, rt.executor_id, rt.instance_id, expected_owner
+    )
     if attempts is None:
         return False
     row = rt.sysdb.workflows.get_row(workflow_id)
@@ -455,19 +462,33 @@ def load_call(rt: Runtime, reg: Registration, m: Any) -> tuple[tuple[Any, ...], 
 
 
 def recover_pending(rt: Runtime) -> list[str]:
-    """Recovery at launch: every PENDING workflow of this executor and version."""
+    """Take over the PENDING workflows of this executor and version whose owner is dead.
+
+    Runs at launch and then periodically: a process that shares the executor ID with
+    live siblings leaves their work alone, and the work of one that died is picked up
+    by whichever process looks first.
+    """
     recovered: list[str] = []
     try:
-        pending = rt.sysdb.workflows.pending_for_executor(rt.executor_id, rt.app_version)
+        pending = rt.sysdb.workflows.pending_for_executor(
+            rt.executor_id, rt.app_version, except_owner=rt.instance_id
+        )
+        alive = {
+            owner
+            for owner in {owner for _, owner in pending if owner is not None}
+            if rt.liveness is None or rt.liveness.is_alive(owner)
+        }
     except Exception as exc:
         if not rt.stopped:  # a shutdown racing the first query is not worth a report
             rt.logger.error("Recovery could not list pending workflows: %s", exc)
         return recovered
-    for workflow_id in pending:
+    for workflow_id, owner in pending:
         if rt.stopped:
             break
+        if owner in alive:
+            continue
         try:
-            if recover_workflow(rt, workflow_id):
+            if recover_workflow(rt, workflow_id, expected_owner=owner):
                 recovered.append(workflow_id)
         except Exception as exc:
             rt.logger.error("Recovery of workflow %s failed: %s", workflow_id, exc)

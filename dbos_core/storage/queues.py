@@ -67,6 +67,7 @@ class QueueStore:
             )
             .values(
                 status="ENQUEUED",
+                owner_instance=None,
                 started_at_epoch_ms=None,
                 recovery_attempts=ws.c.recovery_attempts - 1,
                 workflow_deadline_epoch_ms=sa.case(
@@ -93,6 +94,7 @@ class QueueStore:
         executor_id: str,
         app_version: str | None,
         partition_key: str | None = None,
+        owner: str | None = None,
         local_free: int | None = None,
         workflow_names: list[str] | None = None,
     ) -> ClaimResult:
@@ -111,6 +113,7 @@ class QueueStore:
             "q_partition": partition_key,
             "q_version": app_version,
             "q_executor": executor_id,
+            "q_owner": owner,
             "q_budget": budget,
             "q_worker_slots": limits.worker_concurrency,
             "q_names": workflow_names,
@@ -228,7 +231,8 @@ def _build(is_sqlite: bool, kind: str, shape: _Shape) -> Any:
         return sa.select(sa.func.count(), sa.func.min(ws.c.started_at_epoch_ms)).where(
             *scope, ws.c.started_at_epoch_ms >= sa.bindparam("q_window_start")
         )
-    mine = ws.c.executor_id == sa.bindparam("q_executor")
+    # This process's own running workflows (processes may share an executor ID).
+    mine = ws.c.owner_instance == sa.bindparam("q_owner")
     if kind == "pending":
         return sa.select(sa.func.count(), sa.func.sum(sa.case((mine, 1), else_=0))).where(
             *scope, ws.c.status == "PENDING"
@@ -276,6 +280,7 @@ def _build(is_sqlite: bool, kind: str, shape: _Shape) -> Any:
         .values(
             status="PENDING",
             executor_id=sa.bindparam("q_executor"),
+            owner_instance=sa.bindparam("q_owner"),
             started_at_epoch_ms=now,
             # Timeouts of enqueued workflows run from dequeue (start-to-completion).
             workflow_deadline_epoch_ms=sa.case(

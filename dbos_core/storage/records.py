@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+# "Whoever owns it": a take-over of a workflow that does not depend on its owner.
+ANY_OWNER: Any = object()
 
 
 @dataclass(frozen=True)

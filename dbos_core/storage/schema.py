@@ -41,6 +41,9 @@ workflow_status = Table(
     Column("output", Text),
     Column("error", Text),
     Column("executor_id", Text),
+    # The process (runtime instance) executing it now; recovery leaves the workflows
+    # of a live owner alone even when several processes share one executor ID.
+    Column("owner_instance", Text),
     Column("application_version", Text),
     Column("application_id", Text),
     Column("created_at", BigInteger, nullable=False),

@@ -15,6 +15,7 @@ from ..error import DBOSException, DBOSQueueDeduplicatedError
 from ..serialization import Serializer, deserialize_error, deserialize_value
 from ..types import ALL_STATUSES, TERMINAL_STATUSES, WorkflowStatus
 from .database import Database, is_unique_violation
+from .records import ANY_OWNER
 from .schema import operation_outputs, workflow_status
 
 ws = workflow_status
@@ -52,6 +53,7 @@ class NewWorkflow:
     parent_workflow_id: str | None = None
     forked_from: str | None = None
     max_recovery_attempts: int | None = None
+    owner_instance: str | None = None
     created_at: int | None = None
 
     def values(self) -> dict[str, Any]:
@@ -85,6 +87,7 @@ class NewWorkflow:
             "parent_workflow_id": self.parent_workflow_id,
             "forked_from": self.forked_from,
             "max_recovery_attempts": self.max_recovery_attempts,
+            "owner_instance": self.owner_instance if self.status == "PENDING" else None,
         }
 
 
@@ -192,7 +195,7 @@ class WorkflowStore:
                 seen.update(ids)
         return changed
 
-    def prepare_resume(self, workflow_id: str, executor_id: str) -> bool:
+    def prepare_resume(self, workflow_id: str, executor_id: str, owner: str | None = None) -> bool:
         """Make a cancelled, failed-over or enqueued workflow PENDING here, off its queue."""
         stamp = now_ms()
         stmt = (
@@ -206,6 +209,7 @@ class WorkflowStore:
             .values(
                 status="PENDING",
                 executor_id=executor_id,
+                owner_instance=owner,
                 recovery_attempts=0,
                 queue_name=None,
                 deduplication_id=None,
@@ -221,14 +225,32 @@ class WorkflowStore:
         with self.db.connect() as conn:
             return conn.execute(stmt).rowcount > 0
 
-    def increment_recovery_attempts(self, workflow_id: str, executor_id: str) -> int | None:
-        """Count one more start of a PENDING workflow; returns the new count."""
+    def increment_recovery_attempts(
+        self,
+        workflow_id: str,
+        executor_id: str,
+        owner: str | None = None,
+        expected_owner: Any = ANY_OWNER,
+    ) -> int | None:
+        """Take over a PENDING workflow and count one more start; returns the new count.
+
+        With ``expected_owner``, only while that (dead) instance still owns it: of several
+        processes recovering the same workflow, exactly one wins.
+        """
+        conditions = [ws.c.workflow_uuid == workflow_id, ws.c.status == "PENDING"]
+        if expected_owner is not ANY_OWNER:
+            conditions.append(
+                ws.c.owner_instance.is_(None)
+                if expected_owner is None
+                else ws.c.owner_instance == expected_owner
+            )
         stmt = (
             ws.update()
-            .where(ws.c.workflow_uuid == workflow_id, ws.c.status == "PENDING")
+            .where(*conditions)
             .values(
                 recovery_attempts=ws.c.recovery_attempts + 1,
                 executor_id=executor_id,
+                owner_instance=owner,
                 updated_at=now_ms(),
             )
             .returning(ws.c.recovery_attempts)
@@ -271,14 +293,21 @@ class WorkflowStore:
         row = self.get_row(workflow_id)
         return None if row is None else self.to_status(row)
 
-    def pending_for_executor(self, executor_id: str, app_version: str | None) -> list[str]:
-        stmt = sa.select(ws.c.workflow_uuid).where(
+    def pending_for_executor(
+        self, executor_id: str, app_version: str | None, except_owner: str | None = None
+    ) -> list[tuple[str, str | None]]:
+        """``(workflow_id, owner_instance)`` of the executor's PENDING workflows."""
+        stmt = sa.select(ws.c.workflow_uuid, ws.c.owner_instance).where(
             ws.c.status == "PENDING", ws.c.executor_id == executor_id
         )
         if app_version is not None:
             stmt = stmt.where(ws.c.application_version == app_version)
+        if except_owner is not None:
+            stmt = stmt.where(
+                sa.or_(ws.c.owner_instance.is_(None), ws.c.owner_instance != except_owner)
+            )
         with self.db.connect() as conn:
-            return [r[0] for r in conn.execute(stmt.order_by(ws.c.created_at))]
+            return [(r[0], r[1]) for r in conn.execute(stmt.order_by(ws.c.created_at))]
 
     def list(self, f: ListFilters) -> list[WorkflowStatus]:
         stmt = sa.select(ws)

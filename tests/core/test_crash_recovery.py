@@ -133,3 +133,34 @@ def test_launch_before_fork_needs_launch_in_child(db_url: str, tmp_path: Path) -
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out.decode()
     assert b"ok" in out
+
+
+def test_sibling_with_same_executor_leaves_live_work_and_takes_over_dead(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Processes sharing the default executor ID (web workers, say) never run one
+    workflow twice while its owner lives, and take it over as soon as it dies."""
+    import time
+
+    first = spawn(APP, db_url, str(tmp_path), "wf-shared")
+    try:
+        wait_for(lambda: len(lines(tmp_path / "step2")) == 1, what="step 2 to start")
+        (tmp_path / "release").touch()  # the first process stays parked regardless
+        sibling = spawn(
+            APP,
+            db_url,
+            str(tmp_path),
+            "wf-shared",
+            env={"CRASH_APP_MODE": "recover", "CRASH_APP_RECOVERY_INTERVAL": "0.1"},
+        )
+        # Several recovery passes go by: the owner is alive, so nothing is taken over.
+        time.sleep(1.0)
+        assert sibling.poll() is None
+        assert lines(tmp_path / "step2") == [str(first.pid)]
+    finally:
+        kill9(first)
+    out, _ = sibling.communicate(timeout=60)
+    assert sibling.returncode == 0, out.decode()
+    assert lines(tmp_path / "step1") == [str(first.pid)]
+    assert lines(tmp_path / "step2") == [str(first.pid), str(sibling.pid)]
+    assert lines(tmp_path / "result") == ["50"]

@@ -46,7 +46,7 @@ def test_queue_example(dbos: type[DBOS]) -> None:
 def test_messaging_example(dbos: type[DBOS]) -> None:
     namespace: dict[str, Any] = {"__name__": "readme_messaging"}
     exec(compile(_code("Messages, events"), "README-messaging", "exec"), namespace)
-    handle = DBOS.start_workflow(namespace["checkout"], "o-1")
+    handle = DBOS.start_workflow(namespace["await_payment"], "o-1")
     assert DBOS.get_event(handle.workflow_id, "status", timeout_seconds=30) == "awaiting payment"
     namespace["pay"](handle.workflow_id)
     assert handle.get_result(timeout=60) == "done"

@@ -56,6 +56,7 @@ if __name__ == "__main__":
             "system_database_url": db_url,
             "executor_id": executor,
             "application_version": "crash-test-v1",
+            "recovery_interval": float(os.environ.get("CRASH_APP_RECOVERY_INTERVAL", "5")),
         }
     )
     DBOS.launch()
