@@ -218,10 +218,11 @@ def test_sigkilled_worker_recovers_its_tasks_exactly_once(
 
         _all_ready(stop_file, procs)
         orphaned: set[str] = set()
-        for _attempt in range(3):
-            _wait_for(w2_busy_midway, 120, procs)
-            procs[-1].send_signal(signal.SIGKILL)
-            procs[-1].wait()
+        for _attempt in range(100):
+            _wait_for(w2_busy_midway, 60, procs)
+            # Freeze w2, then look: what it holds now is exactly what its death orphans
+            # (checking first and killing after could miss a task finished in between).
+            procs[-1].send_signal(signal.SIGSTOP)
             with monitor.connect() as conn:
                 orphaned = {
                     r[0]
@@ -233,9 +234,10 @@ def test_sigkilled_worker_recovers_its_tasks_exactly_once(
                     )
                 }
             if orphaned:
+                procs[-1].send_signal(signal.SIGKILL)
+                procs[-1].wait()
                 break
-            # w2 happened to be between tasks when it died: restart it and try again.
-            procs.append(_start(db_url, "w2", stop_file))
+            procs[-1].send_signal(signal.SIGCONT)  # between tasks: let it go on, try again
         assert orphaned
         # The survivors keep working but cannot finish: w2's claimed tasks hold their slots.
         _wait_for(lambda: _successes(monitor) == TASKS - len(orphaned), 120, procs[:2])
