@@ -354,8 +354,6 @@ class DBOSClient:
         idempotency_key: str | None = None,
     ) -> None:
         """Send a message to a workflow; with ``idempotency_key`` it is delivered once."""
-        from .storage.client_messaging import insert_message
-
         if topic is not None and not isinstance(topic, str):
             raise DBOSException(f"topic must be a string or None, got {topic!r}")
         text = serialize_value(self.serializer, message, "message")
@@ -364,7 +362,8 @@ class DBOSClient:
             if idempotency_key is not None
             else str(uuid.uuid4())
         )
-        insert_message(self.system_database.db, destination_id, text, topic, message_uuid)
+        # The runtime's store: the same row shape, the same "no topic" and FK error.
+        self.system_database.messages.send(destination_id, topic or "", text, message_uuid)
 
     async def send_async(
         self,
@@ -377,11 +376,11 @@ class DBOSClient:
 
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         """The value a workflow published under ``key``; waits for it, None on timeout."""
-        from .storage.client_messaging import read_event
-
-        db = self.system_database.db
+        messages = self.system_database.messages
         found = self._wait_for(
-            [event_key(workflow_id, key)], lambda: read_event(db, workflow_id, key), timeout_seconds
+            [event_key(workflow_id, key)],
+            lambda: messages.get_event(workflow_id, key),
+            timeout_seconds,
         )
         if found is None:
             return None
@@ -393,7 +392,7 @@ class DBOSClient:
     def read_stream(self, workflow_id: str, key: str) -> Iterator[Any]:
         """Yield a workflow's stream values in order, as they are written, until it is
         closed or the workflow has finished."""
-        from .storage.client_messaging import STREAM_CLOSED_SENTINEL, read_stream_from
+        from .storage.streams import CLOSED_MARKER
 
         sysdb = self.system_database
         offset = 0
@@ -408,12 +407,12 @@ class DBOSClient:
                 if row is None:
                     raise DBOSNonExistentWorkflowError(workflow_id)
                 finished = row[0] in TERMINAL_STATUSES
-                batch = read_stream_from(sysdb.db, workflow_id, key, offset)
+                batch = sysdb.streams.read_from(workflow_id, key, offset)
                 return True if (batch or finished) else None
 
             self._wait_for([stream_key(workflow_id, key), workflow_key(workflow_id)], check, None)
             for entry_offset, text in batch:
-                if text == STREAM_CLOSED_SENTINEL:
+                if text == CLOSED_MARKER:
                     return
                 yield deserialize_value(self.serializer, text, f"stream {key!r} value")
                 offset = entry_offset + 1

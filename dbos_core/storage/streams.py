@@ -17,8 +17,8 @@ from .schema import streams
 
 st = streams
 
-# Pickle-base64 never contains "_", and JSON text of a string is quoted. The
-# client (storage/client_messaging.py on main) uses the same marker.
+# Pickle-base64 never contains "_", and JSON text of a string is quoted; the
+# client reads streams through this store too.
 CLOSED_MARKER = "__DBOS_STREAM_CLOSED__"
 
 # Concurrent writers on PostgreSQL may pick the same offset; the loser retries.

@@ -192,8 +192,8 @@ def test_get_event_wakes_when_published(dbos: type[DBOS], db_url: str) -> None:
 
 
 def test_send_and_read_stream(dbos: type[DBOS], client: DBOSClient) -> None:
-    from dbos_core.storage.client_messaging import STREAM_CLOSED_SENTINEL
     from dbos_core.storage.schema import notifications, streams
+    from dbos_core.storage.streams import CLOSED_MARKER as STREAM_CLOSED_SENTINEL
 
     @DBOS.workflow()
     def w() -> None:
@@ -388,3 +388,21 @@ def test_client_enqueue_runs_on_the_application_queue(dbos: type[DBOS], client: 
     status = handles[0].get_status()
     assert status.queue_name == "client_fed_queue"
     assert status.executor_id == DBOS.executor_id
+
+
+def test_client_talks_to_a_running_workflow(dbos: type[DBOS], client: DBOSClient) -> None:
+    """The client's send reaches DBOS.recv, and it reads what DBOS.write_stream wrote."""
+
+    @DBOS.workflow()
+    def echo() -> str:
+        DBOS.set_event("ready", True)
+        got = DBOS.recv("in", timeout_seconds=30)
+        DBOS.write_stream("out", f"echo {got}")
+        DBOS.close_stream("out")
+        return str(got)
+
+    handle = DBOS.start_workflow(echo)
+    assert client.get_event(handle.workflow_id, "ready", timeout_seconds=30) is True
+    client.send(handle.workflow_id, "ping", topic="in")
+    assert list(client.read_stream(handle.workflow_id, "out")) == ["echo ping"]
+    assert client.retrieve_workflow(handle.workflow_id).get_result() == "ping"
