@@ -244,7 +244,9 @@ def test_cancel_resume_fork_through_client(dbos: type[DBOS], client: DBOSClient)
     assert h.get_status().status == "CANCELLED"
     client.resume_workflow("c1")
     s = h.get_status()
-    assert (s.status, s.queue_name) == ("ENQUEUED", INTERNAL_QUEUE_NAME)
+    # Back on the internal queue; a dispatcher may already be looking at it.
+    assert s.queue_name == INTERNAL_QUEUE_NAME
+    assert s.status in ("ENQUEUED", "PENDING")
     with pytest.raises(DBOSNonExistentWorkflowError):
         client.cancel_workflow("missing")
     with pytest.raises(DBOSNonExistentWorkflowError):
