@@ -74,7 +74,53 @@ def _v1_initial(conn: Connection, db: Database) -> None:
         )
 
 
-MIGRATIONS: list[Callable[[Connection, Database], None]] = [_v1_initial]
+def _v2_fewer_notifications(conn: Connection, db: Database) -> None:
+    """Publish only the status changes someone waits for.
+
+    Waiters on ``wf:<id>`` want an outcome (or a cancel), dispatchers want new work
+    and freed slots. A start (INSERT) and a claim (ENQUEUED to PENDING) are neither,
+    and every NOTIFY serializes its commit with all other notifying commits.
+    """
+    if db.is_sqlite:
+        return
+    s = db.schema
+    channel = notify_channel(s)
+    conn.exec_driver_sql(
+        f"""
+        CREATE OR REPLACE FUNCTION "{s}".dbos_publish_change() RETURNS trigger AS $$
+        BEGIN
+          IF TG_TABLE_NAME = 'notifications' THEN
+            PERFORM pg_notify('{channel}', 'msg:' || NEW.destination_uuid || '::' || NEW.topic);
+          ELSIF TG_TABLE_NAME = 'workflow_events' THEN
+            PERFORM pg_notify('{channel}', 'evt:' || NEW.workflow_uuid || '::' || NEW.key);
+          ELSIF TG_TABLE_NAME = 'streams' THEN
+            PERFORM pg_notify('{channel}', 'stream:' || NEW.workflow_uuid || '::' || NEW.key);
+          ELSIF TG_TABLE_NAME = 'workflow_status' THEN
+            IF TG_OP = 'INSERT' THEN
+              IF NEW.status = 'ENQUEUED' AND NEW.queue_name IS NOT NULL THEN
+                PERFORM pg_notify('{channel}', 'queue:' || NEW.queue_name);
+              END IF;
+            ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
+              IF NEW.status IN ('SUCCESS', 'ERROR', 'CANCELLED',
+                                'MAX_RECOVERY_ATTEMPTS_EXCEEDED') THEN
+                PERFORM pg_notify('{channel}', 'wf:' || NEW.workflow_uuid);
+                IF NEW.queue_name IS NOT NULL THEN
+                  PERFORM pg_notify('{channel}', 'queue:' || NEW.queue_name);
+                END IF;
+              ELSIF NEW.status = 'ENQUEUED' AND NEW.queue_name IS NOT NULL THEN
+                -- Released by a process that cannot run it, or resumed onto a queue.
+                PERFORM pg_notify('{channel}', 'queue:' || NEW.queue_name);
+              END IF;
+            END IF;
+          END IF;
+          RETURN NEW;
+        END
+        $$ LANGUAGE plpgsql
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[Connection, Database], None]] = [_v1_initial, _v2_fewer_notifications]
 LATEST_VERSION = len(MIGRATIONS)
 
 
