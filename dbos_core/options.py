@@ -12,6 +12,16 @@ from .runtime import context as ctx
 _MAX_PRIORITY = 2_147_483_647
 
 
+def is_positive_seconds(value: Any) -> bool:
+    """A finite number of seconds above zero (bools are not numbers here)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 class _ScopedOption:
     _var: Any
     _value: Any
@@ -52,12 +62,7 @@ class SetWorkflowTimeout(_ScopedOption):
     """
 
     def __init__(self, workflow_timeout_sec: float | None) -> None:
-        if workflow_timeout_sec is not None and (
-            isinstance(workflow_timeout_sec, bool)
-            or not isinstance(workflow_timeout_sec, (int, float))
-            or not math.isfinite(workflow_timeout_sec)
-            or workflow_timeout_sec <= 0
-        ):
+        if workflow_timeout_sec is not None and not is_positive_seconds(workflow_timeout_sec):
             raise DBOSException(
                 f"SetWorkflowTimeout needs a positive number of seconds (or None for no "
                 f"timeout), got {workflow_timeout_sec!r}"

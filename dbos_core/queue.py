@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypedDict, TypeVar
 from .dbos import DBOS, registration_of
 from .error import DBOSQueueError
 from .handles import WorkflowHandle, WorkflowHandleAsync
+from .options import is_positive_seconds
 from .queue_limits import QueueLimits
 from .runtime import context as ctx
 from .runtime.dispatcher import queue_registry
@@ -85,12 +86,7 @@ class Queue:
                 )
             rate_limit = _optional_positive_int(limiter["limit"], f"{where}: limiter['limit']")
             period = limiter["period"]
-            if (
-                isinstance(period, bool)
-                or not isinstance(period, (int, float))
-                or not math.isfinite(period)
-                or period <= 0
-            ):
+            if not is_positive_seconds(period):
                 raise DBOSQueueError(
                     f"{where}: limiter['period'] must be a positive number of seconds, "
                     f"got {period!r}"

@@ -27,62 +27,14 @@ def notify_channel(schema: str) -> str:
     return f"dbos_{schema}"
 
 
-def _v1_initial(conn: Connection, db: Database) -> None:
-    metadata.create_all(conn, checkfirst=True)
-    if db.is_sqlite:
-        return
-    s = db.schema
-    channel = notify_channel(s)
-    # One trigger function publishes every change a waiter may care about, so the
-    # writes themselves stay single statements (one round trip each).
-    conn.exec_driver_sql(
-        f"""
-        CREATE OR REPLACE FUNCTION "{s}".dbos_publish_change() RETURNS trigger AS $$
-        BEGIN
-          IF TG_TABLE_NAME = 'notifications' THEN
-            PERFORM pg_notify('{channel}', 'msg:' || NEW.destination_uuid || '::' || NEW.topic);
-          ELSIF TG_TABLE_NAME = 'workflow_events' THEN
-            PERFORM pg_notify('{channel}', 'evt:' || NEW.workflow_uuid || '::' || NEW.key);
-          ELSIF TG_TABLE_NAME = 'streams' THEN
-            PERFORM pg_notify('{channel}', 'stream:' || NEW.workflow_uuid || '::' || NEW.key);
-          ELSIF TG_TABLE_NAME = 'workflow_status' THEN
-            IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
-              PERFORM pg_notify('{channel}', 'wf:' || NEW.workflow_uuid);
-              -- Dispatchers care about new work and freed slots; a claim
-              -- (ENQUEUED to PENDING) gives them nothing to do.
-              IF NEW.queue_name IS NOT NULL
-                 AND NOT (TG_OP = 'UPDATE' AND OLD.status = 'ENQUEUED'
-                          AND NEW.status = 'PENDING') THEN
-                PERFORM pg_notify('{channel}', 'queue:' || NEW.queue_name);
-              END IF;
-            END IF;
-          END IF;
-          RETURN NEW;
-        END
-        $$ LANGUAGE plpgsql
-        """
-    )
-    for table, events in (
-        ("notifications", "INSERT"),
-        ("workflow_events", "INSERT OR UPDATE"),
-        ("streams", "INSERT"),
-        ("workflow_status", "INSERT OR UPDATE"),
-    ):
-        conn.exec_driver_sql(
-            f'CREATE TRIGGER dbos_publish_{table} AFTER {events} ON "{s}".{table} '
-            f'FOR EACH ROW EXECUTE FUNCTION "{s}".dbos_publish_change()'
-        )
-
-
-def _v2_fewer_notifications(conn: Connection, db: Database) -> None:
-    """Publish only the status changes someone waits for.
+def _install_publish_function(conn: Connection, db: Database) -> None:
+    """The trigger function that publishes only the changes someone waits for.
 
     Waiters on ``wf:<id>`` want an outcome (or a cancel), dispatchers want new work
     and freed slots. A start (INSERT) and a claim (ENQUEUED to PENDING) are neither,
-    and every NOTIFY serializes its commit with all other notifying commits.
+    and every NOTIFY serializes its commit with all other notifying commits. The
+    writes themselves stay single statements (one round trip each).
     """
-    if db.is_sqlite:
-        return
     s = db.schema
     channel = notify_channel(s)
     conn.exec_driver_sql(
@@ -118,6 +70,30 @@ def _v2_fewer_notifications(conn: Connection, db: Database) -> None:
         $$ LANGUAGE plpgsql
         """
     )
+
+
+def _v1_initial(conn: Connection, db: Database) -> None:
+    metadata.create_all(conn, checkfirst=True)
+    if db.is_sqlite:
+        return
+    _install_publish_function(conn, db)
+    s = db.schema
+    for table, events in (
+        ("notifications", "INSERT"),
+        ("workflow_events", "INSERT OR UPDATE"),
+        ("streams", "INSERT"),
+        ("workflow_status", "INSERT OR UPDATE"),
+    ):
+        conn.exec_driver_sql(
+            f'CREATE TRIGGER dbos_publish_{table} AFTER {events} ON "{s}".{table} '
+            f'FOR EACH ROW EXECUTE FUNCTION "{s}".dbos_publish_change()'
+        )
+
+
+def _v2_fewer_notifications(conn: Connection, db: Database) -> None:
+    """Databases created before the trigger stopped publishing starts and claims."""
+    if not db.is_sqlite:
+        _install_publish_function(conn, db)
 
 
 MIGRATIONS: list[Callable[[Connection, Database], None]] = [_v1_initial, _v2_fewer_notifications]
