@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from .error import DBOSConfigurationError
+from .identifiers import check_schema_name
 from .serialization import PickleSerializer, Serializer
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ class DBOSConfig(TypedDict, total=False):
 
 KNOWN_KEYS = frozenset(DBOSConfig.__annotations__)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_ENGINE_KWARGS: dict[str, Any] = {"pool_size": 20, "max_overflow": 0, "pool_timeout": 30}
 
@@ -191,11 +191,9 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         raise DBOSConfigurationError(
             f"DBOSConfig['db_engine_kwargs'] must be a dict, got {engine_kwargs!r}"
         )
-    schema = raw.get("dbos_system_schema") or "dbos"
-    if not isinstance(schema, str) or not _SCHEMA_RE.match(schema):
-        raise DBOSConfigurationError(
-            f"DBOSConfig['dbos_system_schema'] {schema!r} must be a plain SQL identifier"
-        )
+    schema = check_schema_name(
+        raw.get("dbos_system_schema") or "dbos", "DBOSConfig['dbos_system_schema']"
+    )
     log_level = raw.get("log_level") or "INFO"
     if not isinstance(log_level, str) or log_level.upper() not in _LOG_LEVELS:
         raise DBOSConfigurationError(

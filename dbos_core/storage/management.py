@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..error import DBOSException, DBOSNonExistentWorkflowError, DBOSUnknownStepError
+from ..identifiers import check_id, check_lookup_id
 from ..serialization import deserialize_error, deserialize_value
 from ..types import ALL_STATUSES, INTERNAL_QUEUE_NAME, StepInfo, WorkflowStatus, rfc3339_to_ms
 from .schema import operation_outputs, workflow_status
@@ -125,10 +126,10 @@ def get_workflow(sysdb: SystemDatabase, workflow_id: str) -> WorkflowStatus:
 def _workflow_id(value: Any) -> str:
     """Accept an ID or anything with a ``workflow_id`` (the seeds pass a WorkflowStatus)."""
     if isinstance(value, str) and value:
-        return value
+        return check_lookup_id(value)
     inner = getattr(value, "workflow_id", None)
     if isinstance(inner, str) and inner:
-        return inner
+        return check_lookup_id(inner)
     raise bad_input(f"Expected a workflow ID (or a WorkflowStatus), got {value!r}")
 
 
@@ -194,6 +195,8 @@ def fork(
     otherwise it is ENQUEUED on the internal queue for an application process to run.
     One transaction: either the whole fork exists or nothing does.
     """
+    check_lookup_id(workflow_id, "workflow ID to fork")
+    check_id(new_workflow_id, "new workflow ID of the fork")
     if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 1:
         raise bad_input(
             f"start_step must be a positive integer (a step's function_id), got {start_step!r}"
