@@ -101,7 +101,7 @@ def quote_identifier(name: str, what: str = "schema name") -> str:
 
 
 def check_reused_id(
-    workflow_id: str, existing: Mapping[str, Any], name: str, user: str | None, bound: bool
+    workflow_id: str, existing: Mapping[Any, Any], name: str, user: str | None, bound: bool
 ) -> None:
     """A start found its workflow ID taken: allow only the idempotent answer it may see.
 

@@ -136,8 +136,9 @@ def _workflow_id(value: Any) -> str:
 # -- steps ----------------------------------------------------------------------
 
 
-def list_steps(sysdb: SystemDatabase, workflow: Any) -> list[StepInfo]:
-    """The recorded steps of a workflow, in order, outputs and errors deserialized."""
+def list_step_rows(sysdb: SystemDatabase, workflow: Any) -> list[Any]:
+    """``(function_id, function_name, output, error, child_workflow_id)`` of each recorded
+    step, in order, output and error as stored (operator views read these)."""
     workflow_id = _workflow_id(workflow)
     if sysdb.workflows.get_outcome_row(workflow_id) is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
@@ -148,9 +149,13 @@ def list_steps(sysdb: SystemDatabase, workflow: Any) -> list[StepInfo]:
         .order_by(oo.c.function_id)
     )
     with sysdb.db.connect() as conn:
-        rows = conn.execute(stmt).all()
+        return list(conn.execute(stmt).all())
+
+
+def list_steps(sysdb: SystemDatabase, workflow: Any) -> list[StepInfo]:
+    """The recorded steps of a workflow, in order, outputs and errors deserialized."""
     steps: list[StepInfo] = []
-    for function_id, name, output, error, child in rows:
+    for function_id, name, output, error, child in list_step_rows(sysdb, workflow):
         steps.append(
             {
                 "function_id": int(function_id),
