@@ -531,3 +531,38 @@ def add_after_work_hook(hook: Callable[[], None]) -> None:
 
     if hook not in after_work_hooks:
         after_work_hooks.append(hook)
+
+
+# -- operator views (admin pages, CLI commands) ----------------------------------------------
+
+
+def _views_runtime(deserialize: bool | None) -> tuple[Any, Any]:
+    """The runtime, and the serializer that decodes values for display (None: nothing is
+    deserialized; ``deserialize=None`` follows ``admin_deserialize_values``)."""
+    rt = global_state.get_runtime()
+    decode = rt.config.admin_deserialize_values if deserialize is None else deserialize
+    return rt, rt.serializer if decode else None
+
+
+def workflow_views(*, deserialize: bool | None = False, **filters: Any) -> list[dict[str, Any]]:
+    """Workflows as operator tools show them (``DBOS.list_workflows`` filters), inputs and
+    outputs displayed without unpickling unless ``deserialize`` (the documented opt-in)."""
+    from .operator_views import list_workflow_views
+    from .storage import management as ops
+
+    rt, serializer = _views_runtime(deserialize)
+    return list_workflow_views(rt.sysdb, ops.build_filters(**filters), serializer)
+
+
+def workflow_view(workflow_id: str, *, deserialize: bool | None = False) -> dict[str, Any]:
+    from .operator_views import get_workflow_view
+
+    rt, serializer = _views_runtime(deserialize)
+    return get_workflow_view(rt.sysdb, workflow_id, serializer)
+
+
+def step_views(workflow_id: str, *, deserialize: bool | None = False) -> list[dict[str, Any]]:
+    from .operator_views import list_step_views
+
+    rt, serializer = _views_runtime(deserialize)
+    return list_step_views(rt.sysdb, workflow_id, serializer)

@@ -170,17 +170,6 @@ def list_steps(sysdb: SystemDatabase, workflow: Any) -> list[StepInfo]:
     return steps
 
 
-def step_to_dict(step: StepInfo) -> dict[str, Any]:
-    """A JSON-friendly view of a step for the CLI and the admin server."""
-    return {
-        "function_id": step["function_id"],
-        "function_name": step["function_name"],
-        "output": None if step["output"] is None else repr(step["output"]),
-        "error": None if step["error"] is None else repr(step["error"]),
-        "child_workflow_id": step["child_workflow_id"],
-    }
-
-
 # -- fork -----------------------------------------------------------------------
 
 

@@ -189,7 +189,19 @@ def test_sigkill_mid_workflow_then_restart_completes_it(server: Server) -> None:
     assert status == {"status": "SUCCESS", "user": "carol", "roles": ["buyer"]}
     # A retried request after the crash gets the stored result without new work.
     again = httpx.post(
-        server.url + "/orders/crash", headers={"dbos-idempotency-key": "order-crash"}, timeout=30
+        server.url + "/orders/crash",
+        headers={"dbos-idempotency-key": "order-crash", "x-user": "carol"},
+        timeout=30,
     )
     assert again.json()["shipped"] == "shipped crash"
+    # The same key from another caller is refused without a word about carol's order.
+    for other in ({"x-user": "mallory"}, {}):
+        refused = httpx.post(
+            server.url + "/orders/crash",
+            headers={"dbos-idempotency-key": "order-crash", **other},
+            timeout=30,
+        )
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"] == "WORKFLOW_ID_CONFLICT"
+        assert "carol" not in refused.text and "shipped" not in refused.text
     assert log_lines(server.work).count("reserve crash") == 1
