@@ -45,9 +45,9 @@ class DBOSMiddleware:
             return self._acall(request)
         try:
             request_ctx = self._request_context(request)
+            lifecycle.ensure_launched_for_request()
         except DBOSException as exc:
             return self._refuse(exc)
-        lifecycle.ensure_launched_for_request()
         token = integration.enter_request_scope(request_ctx)
         try:
             return self.get_response(request)
@@ -58,10 +58,10 @@ class DBOSMiddleware:
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         try:
             request_ctx = self._request_context(request)
+            if not integration.is_launched():
+                await sync_to_async(lifecycle.ensure_launched_for_request, thread_sensitive=False)()
         except DBOSException as exc:
             return self._refuse(exc)
-        if not integration.is_launched():
-            await sync_to_async(lifecycle.ensure_launched_for_request, thread_sensitive=False)()
         token = integration.enter_request_scope(request_ctx)
         try:
             response: Awaitable[HttpResponse] = self.get_response(request)
@@ -80,6 +80,7 @@ class DBOSMiddleware:
 
     @staticmethod
     def _refuse(exc: DBOSException) -> JsonResponse:
+        """A malformed key, or DBOS could not launch: answered before the view runs."""
         status, body = integration.error_response(exc)
         return JsonResponse(body, status=status)
 
