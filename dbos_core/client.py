@@ -360,6 +360,7 @@ class DBOSClient:
         """Send a message to a workflow; with ``idempotency_key`` it is delivered once."""
         if topic is not None and not isinstance(topic, str):
             raise DBOSException(f"topic must be a string or None, got {topic!r}")
+        check_optional_id(idempotency_key, "idempotency_key of send")
         text = serialize_value(self.serializer, message, "message")
         message_uuid = (
             f"client:{destination_id}:{topic or ''}:{idempotency_key}"

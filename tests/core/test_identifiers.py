@@ -128,6 +128,8 @@ def test_client_checks_ids(dbos: type[DBOS], db_url: str) -> None:
                 client.enqueue(options)
         with pytest.raises(DBOSInvalidIDError, match="new workflow ID"):
             client.fork_workflow("anything", 1, forked_workflow_id="n\x00")
+        with pytest.raises(DBOSInvalidIDError, match="idempotency_key of send"):
+            client.send("anything", "hi", idempotency_key="i" * 10_000)
     assert workflow_count(dbos) == 0
 
 
