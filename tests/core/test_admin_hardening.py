@@ -73,7 +73,7 @@ def test_host_and_origin_are_checked(dbos_config: DBOSConfig) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         with SetWorkflowID("victim"):
-            DBOS.start_workflow(noop_workflow).get_result()
+            DBOS.start_workflow(hardening_noop_workflow).get_result()
         # DNS rebinding: a page on evil.example resolves its name to 127.0.0.1.
         rebinding = httpx.get(f"{base}/workflows", headers={"Host": f"evil.example:{port}"})
         assert rebinding.status_code == 403
@@ -102,7 +102,7 @@ def test_host_and_origin_are_checked(dbos_config: DBOSConfig) -> None:
 
 
 @DBOS.workflow()
-def noop_workflow() -> str:
+def hardening_noop_workflow() -> str:
     return "ok"
 
 
@@ -151,7 +151,7 @@ def test_limits_on_lists_heads_and_bodies(admin_port: int) -> None:
     base = f"http://127.0.0.1:{admin_port}"
     for i in range(3):
         with SetWorkflowID(f"listed-{i}"):
-            noop_workflow()
+            hardening_noop_workflow()
     too_many = httpx.get(f"{base}/workflows", params={"limit": 1001}, headers=AUTH)
     assert too_many.status_code == 400 and "at most 1000" in too_many.json()["message"]
     assert len(httpx.get(f"{base}/workflows", params={"limit": 2}, headers=AUTH).json()) == 2

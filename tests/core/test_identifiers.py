@@ -39,13 +39,13 @@ def workflow_count(dbos: type[DBOS]) -> int:
 
 
 @DBOS.workflow()
-def echo_workflow(value: str) -> str:
+def ids_echo_workflow(value: str) -> str:
     return value
 
 
 @DBOS.workflow()
-def parent_of_echo(value: str) -> str:
-    return echo_workflow(value) + "!"
+def ids_parent_of_echo(value: str) -> str:
+    return ids_echo_workflow(value) + "!"
 
 
 @pytest.mark.parametrize("bad", list(BAD_IDS.values()), ids=list(BAD_IDS))
@@ -57,14 +57,14 @@ def test_set_workflow_id_refuses_before_anything_is_written(dbos: type[DBOS], ba
     assert workflow_count(dbos) == 0
     # The system stays usable.
     with SetWorkflowID("fine-1"):
-        assert echo_workflow("x") == "x"
+        assert ids_echo_workflow("x") == "x"
 
 
 def test_the_limit_itself_works_end_to_end(dbos: type[DBOS]) -> None:
     # 256 characters of four-byte UTF-8: stored, indexed, NOTIFYed (child IDs are longer).
     longest = "🙂" * MAX_ID_LENGTH
     with SetWorkflowID(longest):
-        handle = DBOS.start_workflow(parent_of_echo, "café")
+        handle = DBOS.start_workflow(ids_parent_of_echo, "café")
     assert handle.get_result() == "café!"
     assert DBOS.retrieve_workflow(longest).get_status().status == "SUCCESS"
     child = DBOS.list_workflow_steps(longest)[0]["child_workflow_id"]
@@ -78,12 +78,12 @@ def test_queue_options_and_debounce_keys(dbos: type[DBOS]) -> None:
         for bad in ("x" * 10_000, "a\x00b", ""):
             with pytest.raises(DBOSInvalidIDError, match=field):
                 SetEnqueueOptions(**{field: bad})
-    debouncer = Debouncer.create(echo_workflow)
+    debouncer = Debouncer.create(ids_echo_workflow)
     with pytest.raises(DBOSInvalidIDError, match="debounce_key"):
         debouncer.debounce("k\x00", 1.0, "x")
     assert workflow_count(dbos) == 0
     with SetEnqueueOptions(queue_partition_key="p-1", deduplication_id="d-1"):
-        assert queue.enqueue(echo_workflow, "ok").get_result() == "ok"
+        assert queue.enqueue(ids_echo_workflow, "ok").get_result() == "ok"
 
 
 def test_lookups_refuse_what_cannot_exist(dbos: type[DBOS]) -> None:
@@ -96,7 +96,7 @@ def test_lookups_refuse_what_cannot_exist(dbos: type[DBOS]) -> None:
 
 def test_fork_checks_the_new_id(dbos: type[DBOS]) -> None:
     with SetWorkflowID("to-fork"):
-        echo_workflow("f")
+        ids_echo_workflow("f")
     from dbos_core.runtime import global_state
     from dbos_core.storage import management as ops
 

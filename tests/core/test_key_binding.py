@@ -23,33 +23,33 @@ release = threading.Event()
 
 
 @DBOS.step()
-def record_run(tag: str) -> None:
+def kb_record_run(tag: str) -> None:
     with runs_lock:
         runs.append(tag)
 
 
 @DBOS.workflow()
-def private_order(tag: str) -> dict[str, Any]:
-    record_run(tag)
+def kb_private_order(tag: str) -> dict[str, Any]:
+    kb_record_run(tag)
     return {"secret": f"card of {DBOS.authenticated_user}", "tag": tag}
 
 
 @DBOS.workflow()
-def other_function(tag: str) -> str:
+def kb_other_function(tag: str) -> str:
     return tag
 
 
 @DBOS.workflow()
-def slow_order(tag: str) -> str:
+def kb_slow_order(tag: str) -> str:
     release.wait(30)
-    record_run(tag)
+    kb_record_run(tag)
     return f"{tag} by {DBOS.authenticated_user}"
 
 
 @DBOS.workflow()
-def parent_choosing_child_id(child_id: str) -> Any:
+def kb_parent_choosing_child_id(child_id: str) -> Any:
     with SetWorkflowID(child_id):
-        return private_order("child")
+        return kb_private_order("child")
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +66,7 @@ def as_user(user: str | None) -> Any:
 
 def assert_reveals_nothing(exc: BaseException) -> None:
     text = str(exc) + repr(vars(exc))
-    for secret in ("alice", "private_order", "SUCCESS", "card of"):
+    for secret in ("alice", "kb_private_order", "SUCCESS", "card of"):
         assert secret not in text
 
 
@@ -74,13 +74,13 @@ def test_another_user_or_anonymous_gets_a_conflict_that_reveals_nothing(
     dbos: type[DBOS],
 ) -> None:
     with as_user("alice"):
-        first = private_order("a")
+        first = kb_private_order("a")
     assert first == {"secret": "card of alice", "tag": "a"}
     with as_user("alice"):
-        assert private_order("a") == first  # the same user: the idempotent answer
+        assert kb_private_order("a") == first  # the same user: the idempotent answer
     for intruder in ("bob", None):
         with pytest.raises(DBOSWorkflowIDConflictError) as caught, as_user(intruder):
-            private_order("a")
+            kb_private_order("a")
         assert caught.value.http_status == 409 and caught.value.code == "WORKFLOW_ID_CONFLICT"
         assert caught.value.workflow_id == "shared-1"
         assert_reveals_nothing(caught.value)
@@ -89,70 +89,70 @@ def test_another_user_or_anonymous_gets_a_conflict_that_reveals_nothing(
 
 def test_anonymous_first_then_a_user(dbos: type[DBOS]) -> None:
     with as_user(None):
-        assert private_order("anon")["secret"] == "card of None"
+        assert kb_private_order("anon")["secret"] == "card of None"
     with as_user(None):
-        assert private_order("anon")["tag"] == "anon"  # anonymous matches anonymous
+        assert kb_private_order("anon")["tag"] == "anon"  # anonymous matches anonymous
     with pytest.raises(DBOSWorkflowIDConflictError), as_user("alice"):
-        private_order("anon")
+        kb_private_order("anon")
     # start_workflow and enqueue follow the same rule.
     with pytest.raises(DBOSWorkflowIDConflictError), as_user("alice"):
-        DBOS.start_workflow(private_order, "anon")
+        DBOS.start_workflow(kb_private_order, "anon")
     assert runs == ["anon"]
 
 
 def test_set_authenticated_user_binds_plain_code(dbos: type[DBOS]) -> None:
     with SetAuthenticatedUser("alice"), SetWorkflowID("order-7"):
-        private_order("7")
+        kb_private_order("7")
     with (
         SetAuthenticatedUser("bob"),
         SetWorkflowID("order-7"),
         pytest.raises(DBOSWorkflowIDConflictError),
     ):
-        private_order("7")
+        kb_private_order("7")
     assert runs == ["7"]
 
 
 def test_plain_code_keeps_the_seeds_idempotency(dbos: type[DBOS]) -> None:
     with as_user("alice"):
-        first = private_order("p")
+        first = kb_private_order("p")
     # A script, a job or a test that chose the ID gets the result, whoever started it.
     with SetWorkflowID("shared-1"):
-        assert private_order("p") == first
+        assert kb_private_order("p") == first
     assert DBOS.retrieve_workflow("shared-1").get_result() == first
     assert runs == ["p"]
 
 
 def test_a_child_inherits_its_parents_user(dbos: type[DBOS]) -> None:
     with as_user("alice"):
-        private_order("a")  # "shared-1" is alice's
+        kb_private_order("a")  # "shared-1" is alice's
     # A parent started by bob, or by an anonymous request, may not adopt alice's
     # workflow as its child (the parents get IDs of their own: no key here)...
     for intruder in ("bob", None):
         with seam.request_scope(identity=lambda user=intruder: user):
-            parent = DBOS.start_workflow(parent_choosing_child_id, "shared-1")
+            parent = DBOS.start_workflow(kb_parent_choosing_child_id, "shared-1")
         assert parent.get_workflow_id() != "shared-1"
         with pytest.raises(DBOSWorkflowIDConflictError):
             parent.get_result()
     # ...a parent started by alice may, and replaying it finds its own child again.
     with seam.request_scope(identity=lambda: "alice"):
-        handle = DBOS.start_workflow(parent_choosing_child_id, "shared-1")
+        handle = DBOS.start_workflow(kb_parent_choosing_child_id, "shared-1")
     assert handle.get_result()["secret"] == "card of alice"
     # A parent started by plain code (no user, no request) keeps the seeds' behaviour.
-    assert parent_choosing_child_id("shared-1")["tag"] == "a"
+    assert kb_parent_choosing_child_id("shared-1")["tag"] == "a"
     assert runs == ["a"]
 
 
 def test_function_names_are_named_only_to_plain_code(dbos: type[DBOS]) -> None:
     with as_user("alice"):
-        private_order("a")
+        kb_private_order("a")
     with pytest.raises(DBOSConflictingWorkflowError) as caught, as_user("alice"):
-        other_function("x")
-    assert "private_order" not in caught.value.message
+        kb_other_function("x")
+    assert "kb_private_order" not in caught.value.message
     with (
-        pytest.raises(DBOSConflictingWorkflowError, match="private_order"),
+        pytest.raises(DBOSConflictingWorkflowError, match="kb_private_order"),
         SetWorkflowID("shared-1"),
     ):
-        other_function("x")
+        kb_other_function("x")
 
 
 def test_concurrent_starts_by_two_users(dbos: type[DBOS]) -> None:
@@ -163,7 +163,7 @@ def test_concurrent_starts_by_two_users(dbos: type[DBOS]) -> None:
         barrier.wait(10)
         try:
             with seam.request_scope(idempotency_key="race-1", identity=lambda: user):
-                handle = DBOS.start_workflow(slow_order, user)
+                handle = DBOS.start_workflow(kb_slow_order, user)
             outcomes[f"{user}-{n}"] = handle
         except DBOSWorkflowIDConflictError as exc:
             outcomes[f"{user}-{n}"] = exc
@@ -186,7 +186,7 @@ def test_concurrent_starts_by_two_users(dbos: type[DBOS]) -> None:
 
 def test_client_binds_when_it_names_a_user(dbos: type[DBOS], db_url: str) -> None:
     with as_user("alice"):
-        private_order("a")
+        kb_private_order("a")
     name = DBOS.retrieve_workflow("shared-1").get_status().name
     with DBOSClient(db_url) as client:
         options: Any = {"queue_name": "q", "workflow_name": name, "workflow_id": "shared-1"}

@@ -114,7 +114,7 @@ def test_cli_lists_a_crafted_pickle_without_running_it(crafted_db: Any, db_url: 
 
 
 @DBOS.workflow()
-def json_job(items: list[int]) -> dict[str, int]:
+def unpickling_json_job(items: list[int]) -> dict[str, int]:
     return {"total": sum(items)}
 
 
@@ -124,7 +124,7 @@ def test_cli_with_the_apps_json_serializer(dbos_config: DBOSConfig, db_url: str)
     DBOS.launch()
     try:
         with SetWorkflowID("json-1"):
-            assert json_job([1, 2]) == {"total": 3}
+            assert unpickling_json_job([1, 2]) == {"total": 3}
     finally:
         DBOS.destroy()
     got = json.loads(cli("workflow", "get", "json-1", "--json", url=db_url).stdout)

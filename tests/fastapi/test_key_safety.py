@@ -19,15 +19,15 @@ gate = threading.Event()
 
 
 @DBOS.step()
-def charge_card(order: str) -> str:
+def fa_key_charge_card(order: str) -> str:
     runs.append(order)
     return f"charged the card of {DBOS.authenticated_user}"
 
 
 @DBOS.workflow()
-def private_checkout(order: str) -> dict[str, Any]:
+def fa_key_private_checkout(order: str) -> dict[str, Any]:
     gate.wait(30)
-    return {"order_id": DBOS.workflow_id, "payment": charge_card(order)}
+    return {"order_id": DBOS.workflow_id, "payment": fa_key_charge_card(order)}
 
 
 def make_app() -> FastAPI:
@@ -35,7 +35,7 @@ def make_app() -> FastAPI:
 
     @app.post("/checkout/{order}")
     async def checkout(order: str) -> dict[str, Any]:
-        return await asyncio.to_thread(private_checkout, order)
+        return await asyncio.to_thread(fa_key_private_checkout, order)
 
     @app.get("/order-id")
     def order_id(request: Request) -> str | None:
@@ -71,7 +71,7 @@ def post(client: TestClient, key: str | bytes, user: str | None = None) -> httpx
 def assert_refused_without_a_word(response: httpx.Response, owner: str = "alice") -> None:
     assert response.status_code == 409, response.text
     assert response.json()["error"] == "WORKFLOW_ID_CONFLICT"
-    for secret in (owner, "charged", "private_checkout", "SUCCESS"):
+    for secret in (owner, "charged", "fa_key_private_checkout", "SUCCESS"):
         assert secret not in response.text
 
 
