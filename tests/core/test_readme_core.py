@@ -58,8 +58,8 @@ def test_safe_edges_example(dbos: type[DBOS]) -> None:
     namespace: dict[str, Any] = {"__name__": "readme_safe_edges"}
     exec(compile(_code("Safe edges"), "README-safe-edges", "exec"), namespace)
     assert namespace["who_gets_what"]() == [
-        "book for ann",
-        "book for ann",
+        "opera for ann",
+        "opera for ann",
         "WORKFLOW_ID_CONFLICT",
         "INVALID_ID",
     ]
