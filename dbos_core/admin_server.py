@@ -1,38 +1,60 @@
 """The admin HTTP server: health and workflow management over JSON, for operators.
 
-Standard library only (``http.server`` in one thread), started as a runtime
-service when ``run_admin_server`` is set. It listens on 127.0.0.1 unless
-``admin_host`` says otherwise, and with ``admin_token`` (or ``DBOS_ADMIN_TOKEN``)
-every request but the health check needs ``Authorization: Bearer <token>``.
+Started as a runtime service when ``run_admin_server`` is set. It listens on 127.0.0.1
+unless ``admin_host`` says otherwise, and refuses (at configuration) to listen anywhere
+else without ``admin_token`` (or ``DBOS_ADMIN_TOKEN``). Every route but the health check:
 
-Routes::
+- answers only a ``Host`` that is a loopback name, the address it listens on, or one of
+  ``admin_allowed_hosts`` (so a web page cannot reach it by DNS rebinding), and refuses
+  a state-changing request whose ``Origin`` is not one of those;
+- with a token, needs ``Authorization: Bearer <token>``; all of this is decided from
+  the request head, before any body is read;
+- lists at most ``MAX_LIST_LIMIT`` workflows (``DEFAULT_LIST_LIMIT`` without a limit),
+  and shows inputs and outputs without unpickling them (``operator_views``);
+- answers a failure with a stable code; a 500 carries no details (they are logged).
 
-    GET  /health                       {"status": "healthy"}
-    GET  /workflows?status=..&...       list (the filters of DBOS.list_workflows)
-    POST /workflows                     list, filters as a JSON object
-    GET  /workflows/<id>                one workflow's status
-    GET  /workflows/<id>/steps          its steps
-    POST /workflows/<id>/cancel         cancel it
-    POST /workflows/<id>/resume         resume it now in this process
-    POST /workflows/<id>/fork           {"start_step": n, "new_workflow_id"?, "application_version"?}
-    GET  /queues                        per queue, how many are ENQUEUED and PENDING
-    GET  /queues/workflows?queue_name=  the workflows currently on queues
+Routes (the table is ``ROUTES`` below; ``extra_routes`` lets other modules add theirs)::
+
+    GET  /health                        {"status": "healthy"} (also /dbos-healthz)
+    GET  /workflows?status=..&...        list (the filters of DBOS.list_workflows)
+    POST /workflows                      list, filters as a JSON object
+    GET  /workflows/<id>                 one workflow's status
+    GET  /workflows/<id>/steps           its steps
+    POST /workflows/<id>/cancel          cancel it
+    POST /workflows/<id>/resume          resume it now in this process
+    POST /workflows/<id>/fork            {"start_step": n, "new_workflow_id"?, "application_version"?}
+    GET  /queues                         per queue, how many are ENQUEUED and PENDING
+    GET  /queues/workflows?queue_name=   the workflows currently on queues
 """
 
 from __future__ import annotations
 
 import hmac
-import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from .error import DBOSException, DBOSNonExistentWorkflowError
+from .admin_http import (
+    AdminHTTPServer,
+    AdminRequest,
+    AdminResponse,
+    HTTPError,
+    Route,
+    RouteTable,
+    json_response,
+)
+from .identifiers import check_lookup_id
+from .operator_views import (
+    DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    bounded_limit,
+    get_workflow_view,
+    list_step_views,
+    list_workflow_views,
+)
 from .runtime.runtime import Runtime
 
-MAX_BODY_BYTES = 1 << 20
 _INT_FILTERS = ("limit", "offset")
 _LIST_FILTERS = ("workflow_ids", "status")
 _KNOWN_FILTERS = frozenset(
@@ -51,14 +73,15 @@ _KNOWN_FILTERS = frozenset(
         "queue_name",
     }
 )
+_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
+# Other modules add routes here: each is called with the route table and the runtime
+# when an admin server starts.
+extra_routes: list[Callable[[RouteTable, Runtime], None]] = []
 
-class HTTPError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+__all__ = ["DEFAULT_LIST_LIMIT", "MAX_LIST_LIMIT", "AdminServer", "extra_routes"]
 
 
 def _filters_from_query(query: str) -> dict[str, Any]:
@@ -89,216 +112,186 @@ def _filters_from_query(query: str) -> dict[str, Any]:
     return filters
 
 
+def _json_filters(body: Any) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise HTTPError(400, "BAD_REQUEST", "The request body must be a JSON object of filters")
+    unknown = sorted(set(body) - _KNOWN_FILTERS)
+    if unknown:
+        raise HTTPError(400, "BAD_REQUEST", f"Unknown filter(s) {unknown}")
+    return dict(body)
+
+
+def _split_host(value: str) -> str:
+    """The host name of a Host header or an Origin's authority, without the port."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
 class AdminServer:
-    """A runtime service: ``start()`` binds and serves in a thread, ``stop()`` returns fast."""
+    """A runtime service: ``start()`` binds and serves, ``stop()`` returns fast."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.host = rt.config.admin_host
         self.port = rt.config.admin_port
         self.token = rt.config.admin_token
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        # The opt-in to decode stored values with the application's serializer.
+        self.value_serializer = rt.serializer if rt.config.admin_deserialize_values else None
+        self.allowed_hosts = set(_LOOPBACK_NAMES) | set(rt.config.admin_allowed_hosts)
+        if self.host.lower() not in _WILDCARD_HOSTS:
+            self.allowed_hosts.add(self.host.strip("[]").lower())
+        self.routes = RouteTable()
+        for method, pattern, handler, public in self._route_list():
+            self.routes.add(method, pattern, handler, public=public)
+        for add_routes in extra_routes:
+            add_routes(self.routes, rt)
+        self._http: AdminHTTPServer | None = None
+
+    def _route_list(self) -> list[tuple[str, str, Callable[[AdminRequest], AdminResponse], bool]]:
+        return [
+            ("GET", "/health", self._health, True),
+            ("GET", "/dbos-healthz", self._health, True),
+            ("GET", "/workflows", self._list_from_query, False),
+            ("POST", "/workflows", self._list_from_body, False),
+            ("GET", "/workflows/{workflow_id}", self._get_workflow, False),
+            ("GET", "/workflows/{workflow_id}/steps", self._steps, False),
+            ("POST", "/workflows/{workflow_id}/cancel", self._cancel, False),
+            ("POST", "/workflows/{workflow_id}/resume", self._resume, False),
+            ("POST", "/workflows/{workflow_id}/fork", self._fork, False),
+            ("GET", "/queues", self._queues, False),
+            ("GET", "/queues/workflows", self._queued_workflows, False),
+        ]
+
+    # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        handler = _make_handler(self)
+        server = AdminHTTPServer(self.host, self.port, self.routes, self.gate, self.rt.logger)
         try:
-            server = ThreadingHTTPServer((self.host, self.port), handler)
+            server.start()
         except OSError as exc:
             # A busy port must not stop the application; operators see why in the log.
             self.rt.logger.warning(
                 "Admin server not started: cannot listen on %s:%d (%s)", self.host, self.port, exc
             )
             return
-        server.daemon_threads = True
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="dbos-admin",
-            daemon=True,
-        )
-        self._thread.start()
+        self._http = server
+        self.port = server.port
         self.rt.logger.info("Admin server listening on http://%s:%d", self.host, self.port)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
 
-    # -- routing -------------------------------------------------------------------
+    # -- the gate: decided from the request head, before any body is read ---------------
 
-    def handle(self, method: str, path: str, query: str, body: Any) -> tuple[int, Any]:
-        from .storage import management as ops
+    def host_allowed(self, host: str) -> bool:
+        if "*" in self.allowed_hosts:
+            return True
+        return host.strip().lower() in self.allowed_hosts or _split_host(host) in self.allowed_hosts
 
-        parts = [unquote(p) for p in path.strip("/").split("/") if p]
-        sysdb = self.rt.sysdb
-        if parts in (["health"], ["dbos-healthz"]):
-            self._allow(method, "GET")
-            return 200, {"status": "healthy"}
-        if parts == ["workflows"]:
-            self._allow(method, "GET", "POST")
-            filters = _filters_from_query(query) if method == "GET" else self._json_filters(body)
-            found = ops.list_workflows(sysdb, ops.build_filters(**filters))
-            return 200, [w.to_dict() for w in found]
-        if parts == ["queues"]:
-            self._allow(method, "GET")
-            return 200, ops.queue_summary(sysdb)
-        if parts == ["queues", "workflows"]:
-            self._allow(method, "GET")
-            filters = _filters_from_query(query)
-            checked = ops.build_filters(queues_only=True, load_output=False, **filters)
-            return 200, [w.to_dict() for w in ops.list_workflows(sysdb, checked)]
-        if len(parts) == 2 and parts[0] == "workflows":
-            self._allow(method, "GET")
-            return 200, ops.get_workflow(sysdb, parts[1]).to_dict()
-        if len(parts) == 3 and parts[0] == "workflows":
-            return self._workflow_action(method, parts[1], parts[2], body)
-        raise HTTPError(404, "NOT_FOUND", f"No admin route {path!r}")
-
-    def _workflow_action(
-        self, method: str, workflow_id: str, action: str, body: Any
-    ) -> tuple[int, Any]:
-        from .api_management import fork_in_runtime
-        from .runtime import management
-        from .storage import management as ops
-
-        if action == "steps":
-            self._allow(method, "GET")
-            return 200, [ops.step_to_dict(s) for s in ops.list_steps(self.rt.sysdb, workflow_id)]
-        if action == "cancel":
-            self._allow(method, "POST")
-            management.cancel_workflow(self.rt, workflow_id)
-            return 200, {"workflow_id": workflow_id, "status": self._status_of(workflow_id)}
-        if action == "resume":
-            self._allow(method, "POST")
-            management.resume_workflow(self.rt, workflow_id)
-            return 200, {"workflow_id": workflow_id, "status": self._status_of(workflow_id)}
-        if action == "fork":
-            self._allow(method, "POST")
-            if not isinstance(body, dict) or "start_step" not in body:
-                raise HTTPError(400, "BAD_REQUEST", 'fork needs a JSON body {"start_step": <int>}')
-            unknown = sorted(set(body) - {"start_step", "new_workflow_id", "application_version"})
-            if unknown:
-                raise HTTPError(400, "BAD_REQUEST", f"Unknown fork field(s) {unknown}")
-            new_id = body.get("new_workflow_id") or str(uuid.uuid4())
-            if not isinstance(new_id, str):
-                raise HTTPError(400, "BAD_REQUEST", "new_workflow_id must be a string")
-            forked = fork_in_runtime(
-                self.rt, workflow_id, body["start_step"], body.get("application_version"), new_id
+    def gate(self, request: AdminRequest, route: Route | None) -> None:
+        if route is not None and route.public:
+            return
+        host = request.headers.get("host")
+        if not host or not self.host_allowed(host):
+            raise HTTPError(
+                403,
+                "HOST_NOT_ALLOWED",
+                "This Host is not allowed; add it to DBOSConfig['admin_allowed_hosts']",
             )
-            return 200, {"workflow_id": forked}
-        raise HTTPError(404, "NOT_FOUND", f"Unknown workflow action {action!r}")
+        if self.token is not None:
+            given = request.headers.get("authorization", "")
+            expected = f"Bearer {self.token}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                raise HTTPError(401, "UNAUTHORIZED", "Missing or wrong bearer token")
+        origin = request.headers.get("origin")
+        if request.method in _STATE_CHANGING and origin is not None:
+            authority = urlsplit(origin).netloc
+            if not authority or not self.host_allowed(authority):
+                raise HTTPError(
+                    403, "ORIGIN_NOT_ALLOWED", "Requests from this Origin may not change anything"
+                )
+
+    # -- routes ----------------------------------------------------------------------
+
+    def _health(self, request: AdminRequest) -> AdminResponse:
+        return json_response(200, {"status": "healthy"})
+
+    def _list(self, filters: dict[str, Any], **extra: Any) -> AdminResponse:
+        from .storage import management as ops
+
+        filters["limit"] = bounded_limit(filters.get("limit"))
+        checked = ops.build_filters(**filters, **extra)
+        return json_response(
+            200, list_workflow_views(self.rt.sysdb, checked, self.value_serializer)
+        )
+
+    def _list_from_query(self, request: AdminRequest) -> AdminResponse:
+        return self._list(_filters_from_query(request.query))
+
+    def _list_from_body(self, request: AdminRequest) -> AdminResponse:
+        return self._list(_json_filters(request.json()))
+
+    def _get_workflow(self, request: AdminRequest) -> AdminResponse:
+        view = get_workflow_view(
+            self.rt.sysdb, request.params["workflow_id"], self.value_serializer
+        )
+        return json_response(200, view)
+
+    def _steps(self, request: AdminRequest) -> AdminResponse:
+        steps = list_step_views(self.rt.sysdb, request.params["workflow_id"], self.value_serializer)
+        return json_response(200, steps)
+
+    def _cancel(self, request: AdminRequest) -> AdminResponse:
+        from .runtime import management
+
+        workflow_id = check_lookup_id(request.params["workflow_id"])
+        management.cancel_workflow(self.rt, workflow_id)
+        return json_response(
+            200, {"workflow_id": workflow_id, "status": self._status_of(workflow_id)}
+        )
+
+    def _resume(self, request: AdminRequest) -> AdminResponse:
+        from .runtime import management
+
+        workflow_id = check_lookup_id(request.params["workflow_id"])
+        management.resume_workflow(self.rt, workflow_id)
+        return json_response(
+            200, {"workflow_id": workflow_id, "status": self._status_of(workflow_id)}
+        )
+
+    def _fork(self, request: AdminRequest) -> AdminResponse:
+        from .api_management import fork_in_runtime
+
+        body = request.json()
+        if not isinstance(body, dict) or "start_step" not in body:
+            raise HTTPError(400, "BAD_REQUEST", 'fork needs a JSON body {"start_step": <int>}')
+        unknown = sorted(set(body) - {"start_step", "new_workflow_id", "application_version"})
+        if unknown:
+            raise HTTPError(400, "BAD_REQUEST", f"Unknown fork field(s) {unknown}")
+        new_id = body.get("new_workflow_id") or str(uuid.uuid4())
+        forked = fork_in_runtime(
+            self.rt,
+            request.params["workflow_id"],
+            body["start_step"],
+            body.get("application_version"),
+            new_id,
+        )
+        return json_response(200, {"workflow_id": forked})
+
+    def _queues(self, request: AdminRequest) -> AdminResponse:
+        from .storage import management as ops
+
+        return json_response(200, ops.queue_summary(self.rt.sysdb))
+
+    def _queued_workflows(self, request: AdminRequest) -> AdminResponse:
+        return self._list(_filters_from_query(request.query), queues_only=True)
 
     def _status_of(self, workflow_id: str) -> str | None:
         row = self.rt.sysdb.workflows.get_outcome_row(workflow_id)
         return None if row is None else str(row[0])
-
-    @staticmethod
-    def _allow(method: str, *allowed: str) -> None:
-        if method not in allowed:
-            raise HTTPError(
-                405, "METHOD_NOT_ALLOWED", f"Use {' or '.join(allowed)} here, not {method}"
-            )
-
-    @staticmethod
-    def _json_filters(body: Any) -> dict[str, Any]:
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise HTTPError(400, "BAD_REQUEST", "The request body must be a JSON object of filters")
-        unknown = sorted(set(body) - _KNOWN_FILTERS)
-        if unknown:
-            raise HTTPError(400, "BAD_REQUEST", f"Unknown filter(s) {unknown}")
-        return dict(body)
-
-    def authorized(self, header: str | None) -> bool:
-        if self.token is None:
-            return True
-        expected = f"Bearer {self.token}"
-        return header is not None and hmac.compare_digest(header.encode(), expected.encode())
-
-
-def _make_handler(server: AdminServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "dbos-admin"
-
-        def do_GET(self) -> None:
-            self._dispatch("GET")
-
-        def do_POST(self) -> None:
-            self._dispatch("POST")
-
-        def do_PUT(self) -> None:
-            self._dispatch("PUT")
-
-        def do_DELETE(self) -> None:
-            self._dispatch("DELETE")
-
-        def do_PATCH(self) -> None:
-            self._dispatch("PATCH")
-
-        def _dispatch(self, method: str) -> None:
-            url = urlsplit(self.path)
-            try:
-                body = self._read_body()
-                path = url.path.rstrip("/") or "/"
-                if path not in ("/health", "/dbos-healthz") and not server.authorized(
-                    self.headers.get("Authorization")
-                ):
-                    raise HTTPError(401, "UNAUTHORIZED", "Missing or wrong bearer token")
-                status, payload = server.handle(method, path, url.query, body)
-            except HTTPError as exc:
-                status, payload = exc.status, {"error": exc.code, "message": exc.message}
-            except DBOSNonExistentWorkflowError as exc:
-                status, payload = 404, {"error": exc.code, "message": exc.message}
-            except DBOSException as exc:
-                status = exc.http_status if 400 <= exc.http_status < 600 else 500
-                payload = {"error": exc.code, "message": exc.message}
-            except Exception as exc:
-                server.rt.logger.exception("Admin request %s %s failed", method, self.path)
-                status, payload = 500, {"error": "INTERNAL", "message": str(exc)}
-            self._send(status, payload)
-
-        def _read_body(self) -> Any:
-            length_text = self.headers.get("Content-Length")
-            if not length_text:
-                return None
-            try:
-                length = int(length_text)
-            except ValueError:
-                raise HTTPError(400, "BAD_REQUEST", "Content-Length is not a number") from None
-            if length < 0 or length > MAX_BODY_BYTES:
-                raise HTTPError(
-                    413, "TOO_LARGE", f"Request bodies are limited to {MAX_BODY_BYTES} bytes"
-                )
-            raw = self.rfile.read(length)
-            if not raw.strip():
-                return None
-            try:
-                return json.loads(raw)
-            except ValueError as exc:
-                raise HTTPError(400, "BAD_REQUEST", f"The body is not valid JSON: {exc}") from None
-
-        def _send(self, status: int, payload: Any) -> None:
-            data = json.dumps(payload, default=str).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status >= 400:
-                # The request body may be unread; do not reuse this connection.
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            server.rt.logger.debug("admin: " + format, *args)
-
-    return Handler

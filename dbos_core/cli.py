@@ -12,6 +12,10 @@
 
 The database is ``--db-url`` or ``DBOS_SYSTEM_DATABASE_URL``. It works from storage
 alone (through ``DBOSClient``), so it never needs the application to be running.
+Inputs and outputs are shown without being deserialized (``dbos_core.safe_display``):
+nothing read from the database runs in the operator's process. ``--deserialize`` is
+the explicit opt-in to decode them with the application's serializer
+(``--serializer module:attr``, pickle by default).
 Exit status: 0 on success, 1 on an error the command reports, 2 on bad usage.
 """
 
@@ -25,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .error import DBOSException
+from .serialization import Serializer
 
 _STATUS_COLUMNS = ("workflow_id", "status", "name", "created_at", "queue_name", "app_version")
 
@@ -63,6 +68,18 @@ def _parser(prog: str = "dbos-suite") -> argparse.ArgumentParser:
     )
     common.add_argument("--schema", default="dbos", help="PostgreSQL schema of the system tables")
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_argument(
+        "--serializer",
+        metavar="MODULE:ATTR",
+        help="the application's Serializer (an instance or a class), as in "
+        "DBOSConfig['serializer'] (default: pickle)",
+    )
+    common.add_argument(
+        "--deserialize",
+        action="store_true",
+        help="show inputs and outputs decoded by the serializer; with pickle this runs "
+        "code read from the database: only for a database you trust like your code",
+    )
 
     parser = argparse.ArgumentParser(
         prog=prog, description="Manage the workflows in a DBOS system database."
@@ -112,6 +129,30 @@ def _database_url(args: argparse.Namespace) -> str:
     return str(url)
 
 
+def load_serializer(spec: str | None) -> Serializer | None:
+    """``module:attr`` naming a ``Serializer`` instance or class (instantiated)."""
+    import importlib
+
+    if spec is None:
+        return None
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--serializer takes MODULE:ATTR, got {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"--serializer {spec!r} cannot be loaded: {exc}") from None
+    if isinstance(target, type):
+        target = target()
+    if not isinstance(target, Serializer):
+        raise UsageError(
+            f"--serializer {spec!r} is a {type(target).__name__}, not a dbos_core Serializer"
+        )
+    return target
+
+
 def _run(args: argparse.Namespace, out: TextIO) -> None:
     from .client import DBOSClient
 
@@ -119,7 +160,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> None:
     if args.command in ("migrate", "reset"):
         _schema_command(args, url, out)
         return
-    with DBOSClient(url, dbos_system_schema=args.schema) as client:
+    serializer = load_serializer(args.serializer)
+    with DBOSClient(url, dbos_system_schema=args.schema, serializer=serializer) as client:
         if args.command == "queue":
             _queue_command(client, args, out)
         else:
@@ -163,9 +205,22 @@ def _schema_command(args: argparse.Namespace, url: str, out: TextIO) -> None:
     )
 
 
+def _shown_with(client: Any, args: argparse.Namespace) -> Serializer | None:
+    """The serializer that decodes values for display: only with ``--deserialize``."""
+    return client.serializer if args.deserialize else None
+
+
+def _status_of(client: Any, workflow_id: str) -> Any:
+    row = client.system_database.workflows.get_outcome_row(workflow_id)
+    return None if row is None else row[0]
+
+
 def _workflow_command(client: Any, args: argparse.Namespace, out: TextIO) -> None:
+    from .operator_views import get_workflow_view, list_step_views, list_workflow_views
     from .storage import management as ops
 
+    sysdb = client.system_database
+    shown_with = _shown_with(client, args)
     if args.action == "list":
         filters: dict[str, Any] = {
             "status": args.status,
@@ -181,18 +236,18 @@ def _workflow_command(client: Any, args: argparse.Namespace, out: TextIO) -> Non
         }
         if args.queue:
             filters["queue_name"] = args.queue
-        rows = [w.to_dict() for w in client.list_workflows(**filters)]
+        rows = list_workflow_views(sysdb, ops.build_filters(**filters), shown_with)
         _emit(out, args, rows, _format_table(rows, _STATUS_COLUMNS))
     elif args.action == "get":
-        record = client.get_workflow_status(args.workflow_id).to_dict()
+        record = get_workflow_view(sysdb, args.workflow_id, shown_with)
         _emit(out, args, record, _format_record(record))
     elif args.action == "steps":
-        steps = [ops.step_to_dict(s) for s in client.list_workflow_steps(args.workflow_id)]
+        steps = list_step_views(sysdb, args.workflow_id, shown_with)
         columns = ("function_id", "function_name", "output", "error", "child_workflow_id")
         _emit(out, args, steps, _format_table(steps, columns))
     elif args.action == "cancel":
         client.cancel_workflow(args.workflow_id)
-        status = client.get_workflow_status(args.workflow_id).status
+        status = _status_of(client, args.workflow_id)
         _emit(
             out,
             args,
@@ -201,12 +256,12 @@ def _workflow_command(client: Any, args: argparse.Namespace, out: TextIO) -> Non
         )
     elif args.action == "resume":
         client.resume_workflow(args.workflow_id)
-        status = client.get_workflow_status(args.workflow_id)
+        status = get_workflow_view(sysdb, args.workflow_id)
         _emit(
             out,
             args,
-            {"workflow_id": args.workflow_id, "status": status.status},
-            f"Workflow {args.workflow_id} is {status.status} (queue {status.queue_name}); "
+            {"workflow_id": args.workflow_id, "status": status["status"]},
+            f"Workflow {args.workflow_id} is {status['status']} (queue {status['queue_name']}); "
             "an application process will run it",
         )
     elif args.action == "fork":
@@ -226,10 +281,12 @@ def _workflow_command(client: Any, args: argparse.Namespace, out: TextIO) -> Non
 
 
 def _queue_command(client: Any, args: argparse.Namespace, out: TextIO) -> None:
+    from .operator_views import list_workflow_views
     from .storage import management as ops
 
     if args.workflows:
-        rows = [w.to_dict() for w in client.list_queued_workflows(queue_name=args.queue)]
+        filters = ops.build_filters(queues_only=True, queue_name=args.queue)
+        rows = list_workflow_views(client.system_database, filters, _shown_with(client, args))
         _emit(out, args, rows, _format_table(rows, _STATUS_COLUMNS))
         return
     summary = ops.queue_summary(client.system_database)

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Required, TypedDict, TypeVar
 
 from .error import (
-    DBOSConflictingWorkflowError,
     DBOSDatabaseUnavailableError,
     DBOSException,
     DBOSInitializationError,
     DBOSNonExistentWorkflowError,
 )
+from .identifiers import check_lookup_id, check_optional_id, check_reused_id
 from .options import SetEnqueueOptions
 from .runtime import context as ctx
 from .runtime.notifier import Notifier, event_key, stream_key, workflow_key
@@ -249,11 +249,14 @@ class DBOSClient:
             max_recovery_attempts=opts.get("max_recovery_attempts"),
         )
         created, row = sysdb.workflows.insert(new)
-        if not created and row is not None and row._mapping["name"] != new.name:
-            raise DBOSConflictingWorkflowError(
+        if not created and row is not None:
+            # Naming a user binds the ID to them, as SetAuthenticatedUser does in the app.
+            check_reused_id(
                 workflow_id,
-                f"it already belongs to workflow function {row._mapping['name']!r}, "
-                f"not {new.name!r}",
+                row._mapping,
+                new.name,
+                new.authenticated_user,
+                bound="authenticated_user" in opts,
             )
         return ClientWorkflowHandle(self, workflow_id)
 
@@ -268,6 +271,7 @@ class DBOSClient:
     def retrieve_workflow(
         self, workflow_id: str, existing_workflow: bool = True
     ) -> ClientWorkflowHandle[Any]:
+        check_lookup_id(workflow_id)
         if (
             existing_workflow
             and self.system_database.workflows.get_outcome_row(workflow_id) is None
@@ -356,6 +360,7 @@ class DBOSClient:
         """Send a message to a workflow; with ``idempotency_key`` it is delivered once."""
         if topic is not None and not isinstance(topic, str):
             raise DBOSException(f"topic must be a string or None, got {topic!r}")
+        check_optional_id(idempotency_key, "idempotency_key of send")
         text = serialize_value(self.serializer, message, "message")
         message_uuid = (
             f"client:{destination_id}:{topic or ''}:{idempotency_key}"
@@ -496,7 +501,8 @@ def _check_options(options: Any) -> EnqueueOptions:
         value = options.get(key)
         if not isinstance(value, str) or not value:
             raise DBOSException(f"EnqueueOptions[{key!r}] is required (a non-empty string)")
-    for key in ("workflow_id", "app_version", "authenticated_user"):
+    check_optional_id(options.get("workflow_id"), "EnqueueOptions['workflow_id']")
+    for key in ("app_version", "authenticated_user"):
         value = options.get(key)
         if value is not None and (not isinstance(value, str) or not value):
             raise DBOSException(f"EnqueueOptions[{key!r}] must be a non-empty string")

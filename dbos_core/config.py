@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from .error import DBOSConfigurationError
+from .identifiers import check_schema_name
 from .serialization import PickleSerializer, Serializer
 
 if TYPE_CHECKING:
@@ -35,6 +36,11 @@ class DBOSConfig(TypedDict, total=False):
     admin_port: int | None
     admin_host: str | None
     admin_token: str | None
+    # Host names (and host:port) the admin server answers besides its loopback names.
+    admin_allowed_hosts: list[str] | None
+    # True: the admin server and the Django admin decode stored values with the
+    # application's serializer (with pickle, whoever can write the database runs code).
+    admin_deserialize_values: bool | None
     application_version: str | None
     executor_id: str | None
     serializer: Serializer | None
@@ -50,7 +56,6 @@ class DBOSConfig(TypedDict, total=False):
 
 KNOWN_KEYS = frozenset(DBOSConfig.__annotations__)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_ENGINE_KWARGS: dict[str, Any] = {"pool_size": 20, "max_overflow": 0, "pool_timeout": 30}
 
@@ -79,6 +84,8 @@ class ResolvedConfig:
     max_workflow_threads: int
     recovery_interval: float
     raw: dict[str, Any] = field(default_factory=dict)
+    admin_allowed_hosts: list[str] = field(default_factory=list)
+    admin_deserialize_values: bool = False
 
 
 def _positive_int(config: dict[str, Any], key: str, default: int) -> int:
@@ -110,6 +117,20 @@ def _optional_str(config: dict[str, Any], key: str) -> str | None:
             f"DBOSConfig[{key!r}] must be a non-empty string, got {value!r}"
         )
     return value
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for an address only this machine can reach (decided without a DNS lookup:
+    a host name other than ``localhost`` counts as reachable from elsewhere)."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def check_database_url(url: str, key: str) -> str:
@@ -191,11 +212,9 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         raise DBOSConfigurationError(
             f"DBOSConfig['db_engine_kwargs'] must be a dict, got {engine_kwargs!r}"
         )
-    schema = raw.get("dbos_system_schema") or "dbos"
-    if not isinstance(schema, str) or not _SCHEMA_RE.match(schema):
-        raise DBOSConfigurationError(
-            f"DBOSConfig['dbos_system_schema'] {schema!r} must be a plain SQL identifier"
-        )
+    schema = check_schema_name(
+        raw.get("dbos_system_schema") or "dbos", "DBOSConfig['dbos_system_schema']"
+    )
     log_level = raw.get("log_level") or "INFO"
     if not isinstance(log_level, str) or log_level.upper() not in _LOG_LEVELS:
         raise DBOSConfigurationError(
@@ -218,6 +237,26 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
             f"DBOSConfig['admin_port'] must be a TCP port, got {admin_port}"
         )
     executor_id = _optional_str(raw, "executor_id") or os.environ.get("DBOS__VMID") or "local"
+    allowed_hosts = raw.get("admin_allowed_hosts") or []
+    if not isinstance(allowed_hosts, list) or not all(
+        isinstance(h, str) and h for h in allowed_hosts
+    ):
+        raise DBOSConfigurationError(
+            f"DBOSConfig['admin_allowed_hosts'] must be a list of host names, got {allowed_hosts!r}"
+        )
+    admin_host = _optional_str(raw, "admin_host") or "127.0.0.1"
+    admin_token = _optional_str(raw, "admin_token") or os.environ.get("DBOS_ADMIN_TOKEN")
+    if run_admin and not admin_token and not is_loopback_host(admin_host):
+        raise DBOSConfigurationError(
+            f"The admin server would listen on {admin_host!r}, which other machines can "
+            "reach, without a token: set DBOSConfig['admin_token'] (or DBOS_ADMIN_TOKEN), "
+            "or keep admin_host on 127.0.0.1"
+        )
+    deserialize_values = raw.get("admin_deserialize_values")
+    if deserialize_values is not None and not isinstance(deserialize_values, bool):
+        raise DBOSConfigurationError(
+            f"DBOSConfig['admin_deserialize_values'] must be a bool, got {deserialize_values!r}"
+        )
 
     return ResolvedConfig(
         name=name,
@@ -231,8 +270,8 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         # The admin server is opt-in here: a library should not open a port unasked.
         run_admin_server=bool(run_admin) if run_admin is not None else False,
         admin_port=admin_port,
-        admin_host=_optional_str(raw, "admin_host") or "127.0.0.1",
-        admin_token=_optional_str(raw, "admin_token") or os.environ.get("DBOS_ADMIN_TOKEN"),
+        admin_host=admin_host,
+        admin_token=admin_token,
         application_version=_optional_str(raw, "application_version")
         or os.environ.get("DBOS__APPVERSION"),
         executor_id=executor_id,
@@ -242,6 +281,8 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         max_workflow_threads=_positive_int(raw, "max_workflow_threads", 512),
         recovery_interval=_positive_float(raw, "recovery_interval", 5.0),
         raw=raw,
+        admin_allowed_hosts=[h.lower() for h in allowed_hosts],
+        admin_deserialize_values=bool(deserialize_values),
     )
 
 

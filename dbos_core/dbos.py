@@ -28,6 +28,7 @@ from .error import (
     DBOSNonExistentWorkflowError,
 )
 from .handles import WorkflowHandle, WorkflowHandleAsync
+from .identifiers import check_lookup_id
 from .runtime import context as ctx
 from .runtime import global_state
 from .runtime import recovery as _recovery  # noqa: F401  (registers the service)
@@ -316,6 +317,7 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI, TransactionAPI):
         cls, workflow_id: str, existing_workflow: bool = True
     ) -> WorkflowHandle[Any]:
         """A handle to a workflow by ID (checked to exist unless ``existing_workflow=False``)."""
+        check_lookup_id(workflow_id)
         if existing_workflow:
             rt = global_state.get_runtime()
             if rt.sysdb.workflows.get_outcome_row(workflow_id) is None:

@@ -17,6 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from .dbos import registration_of
 from .error import DBOSException
 from .handles import WorkflowHandle, WorkflowHandleAsync
+from .identifiers import check_id
 from .queue import Queue
 from .runtime.dispatcher import dispatcher_of, dispatcher_timers
 from .runtime.effects import Protocol, run_async, run_sync
@@ -102,8 +103,7 @@ class Debouncer(Generic[P, R]):
         from .runtime import context as ctx
         from .storage.debounce import HOLD_QUEUE, DebounceRequest
 
-        if not isinstance(key, str) or not key:
-            raise DBOSException(f"debounce_key must be a non-empty string, got {key!r}")
+        check_id(key, "debounce_key")
         period = _seconds(period_sec, "debounce_period_sec", False)
         assert period is not None
         rt = current_runtime()

@@ -74,6 +74,38 @@ class DBOSConflictingWorkflowError(DBOSException):
         self.workflow_id = workflow_id
 
 
+class DBOSInvalidIDError(DBOSException):
+    """A workflow ID, idempotency key, deduplication ID, partition key or debounce key is
+    malformed: empty, longer than ``MAX_ID_LENGTH`` characters, or containing control
+    characters. Raised before anything is written (``dbos_core.identifiers``)."""
+
+    code = "INVALID_ID"
+    http_status = 400
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"Invalid {what}: {reason}")
+        self.what = what
+        self.reason = reason
+
+
+class DBOSWorkflowIDConflictError(DBOSException):
+    """A start reused a workflow ID (idempotency key) that another caller owns.
+
+    The workflow exists and was started by a different authenticated user (or by an
+    authenticated user when the caller is anonymous, or the other way round). The error
+    says nothing about that workflow: not its user, function, status or result.
+    """
+
+    code = "WORKFLOW_ID_CONFLICT"
+    http_status = 409
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"Workflow ID {workflow_id!r} is already used by another caller; choose a different key"
+        )
+        self.workflow_id = workflow_id
+
+
 class DBOSNonExistentWorkflowError(DBOSException):
     """No workflow exists with the given ID."""
 

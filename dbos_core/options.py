@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any
 
 from .error import DBOSException
+from .identifiers import check_id, check_optional_id
 from .runtime import context as ctx
 
 _MAX_PRIORITY = 2_147_483_647
@@ -48,8 +49,7 @@ class SetWorkflowID(_ScopedOption):
     """
 
     def __init__(self, workflow_id: str) -> None:
-        if not isinstance(workflow_id, str) or not workflow_id:
-            raise DBOSException(f"SetWorkflowID needs a non-empty string, got {workflow_id!r}")
+        check_id(workflow_id, "workflow ID given to SetWorkflowID")
         self._var = ctx.assigned_id
         self._value = ctx.IdAssignment(workflow_id)
 
@@ -90,18 +90,8 @@ class SetEnqueueOptions(_ScopedOption):
             raise DBOSException(
                 f"Queue priority must be an integer from 1 to {_MAX_PRIORITY}, got {priority!r}"
             )
-        if deduplication_id is not None and (
-            not isinstance(deduplication_id, str) or not deduplication_id
-        ):
-            raise DBOSException(
-                f"deduplication_id must be a non-empty string, got {deduplication_id!r}"
-            )
-        if queue_partition_key is not None and (
-            not isinstance(queue_partition_key, str) or not queue_partition_key
-        ):
-            raise DBOSException(
-                f"queue_partition_key must be a non-empty string, got {queue_partition_key!r}"
-            )
+        check_optional_id(deduplication_id, "deduplication_id")
+        check_optional_id(queue_partition_key, "queue_partition_key")
         self._var = ctx.enqueue_options
         self._value = ctx.EnqueueOptionsContext(
             deduplication_id=deduplication_id,

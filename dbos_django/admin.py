@@ -1,5 +1,9 @@
 """Workflows in the Django admin: a read-only list with filters, the steps of one
-workflow, and cancel / resume actions. Backed by DBOS (no table of our own)."""
+workflow, and cancel / resume actions. Backed by DBOS (no table of our own).
+
+Inputs, outputs and errors are shown through the seam's operator views, which never
+unpickle what they read; ``settings.DBOS['admin_deserialize_values'] = True`` is the
+documented opt-in to decode them with the application's serializer."""
 
 from __future__ import annotations
 
@@ -12,16 +16,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from dbos_core import DBOS
+from dbos_core import integration
 from dbos_core.error import DBOSException
-from dbos_core.types import ALL_STATUSES, ms_to_rfc3339
+from dbos_core.types import ALL_STATUSES
 
 from . import lifecycle, management_api
 from .models import Workflow
 
 PAGE_SIZE = 50
-# Without a queue filter in DBOS.list_workflows, a queue filter scans this many at most.
-QUEUE_SCAN_LIMIT = 2000
 
 
 @admin.register(Workflow)
@@ -69,7 +71,7 @@ class WorkflowAdmin(admin.ModelAdmin):
             page = max(int(request.GET.get("page", "1")), 1)
         except ValueError:
             page = 1
-        query: dict[str, Any] = {"sort_desc": True, "load_input": False, "load_output": False}
+        query: dict[str, Any] = {"sort_desc": True}
         if filters["status"] in ALL_STATUSES:
             query["status"] = filters["status"]
         if filters["name"]:
@@ -77,11 +79,11 @@ class WorkflowAdmin(admin.ModelAdmin):
         if filters["user"]:
             query["user"] = filters["user"]
         if filters["queue"]:
-            found = DBOS.list_workflows(limit=QUEUE_SCAN_LIMIT, **query)
-            found = [w for w in found if w.queue_name == filters["queue"]]
-            rows = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE + 1]
-        else:
-            rows = DBOS.list_workflows(limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE, **query)
+            query["queue_name"] = filters["queue"]
+        # The operator views never unpickle what they read (see dbos_core.safe_display).
+        rows = integration.workflow_views(
+            deserialize=None, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE, **query
+        )
         has_next = len(rows) > PAGE_SIZE
         context = self._context(request, "Workflows")
         context.update(
@@ -100,29 +102,22 @@ class WorkflowAdmin(admin.ModelAdmin):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         lifecycle.ensure_launched_for_request()
-        found = DBOS.list_workflows(workflow_ids=[workflow_id])
-        if not found:
+        try:
+            view = integration.workflow_view(workflow_id, deserialize=None)
+            steps = integration.step_views(workflow_id, deserialize=None)
+        except DBOSException:
             messages.error(request, f"No workflow with ID {workflow_id!r}")
             return HttpResponseRedirect(reverse("admin:dbos_django_workflow_changelist"))
-        status = found[0]
-        steps = DBOS.list_workflow_steps(workflow_id)
         context = self._context(request, f"Workflow {workflow_id}")
         context.update(
             {
-                "workflow": _row(status),
-                "fields": [(k, v) for k, v in status.to_dict().items() if v not in (None, "")],
+                "workflow": _row(view),
+                "fields": [(k, v) for k, v in view.items() if v not in (None, "")],
                 "steps": [
-                    {
-                        "function_id": s["function_id"],
-                        "function_name": s["function_name"],
-                        "output": "" if s["output"] is None else repr(s["output"]),
-                        "error": "" if s["error"] is None else repr(s["error"]),
-                        "child_workflow_id": s["child_workflow_id"] or "",
-                    }
-                    for s in steps
+                    {key: "" if value is None else value for key, value in s.items()} for s in steps
                 ],
-                "can_cancel": status.status in ("PENDING", "ENQUEUED"),
-                "can_resume": status.status
+                "can_cancel": view["status"] in ("PENDING", "ENQUEUED"),
+                "can_resume": view["status"]
                 in ("PENDING", "ENQUEUED", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "ERROR"),
             }
         )
@@ -153,15 +148,15 @@ class WorkflowAdmin(admin.ModelAdmin):
         return self._action(request, workflow_id, "resume")
 
 
-def _row(w: Any) -> dict[str, Any]:
+def _row(view: dict[str, Any]) -> dict[str, Any]:
     return {
-        "workflow_id": w.workflow_id,
-        "status": w.status,
-        "name": w.name,
-        "user": w.authenticated_user or "",
-        "queue": w.queue_name or "",
-        "created_at": ms_to_rfc3339(w.created_at) or "",
-        "updated_at": ms_to_rfc3339(w.updated_at) or "",
+        "workflow_id": view["workflow_id"],
+        "status": view["status"],
+        "name": view["name"],
+        "user": view["authenticated_user"] or "",
+        "queue": view["queue_name"] or "",
+        "created_at": view["created_at"] or "",
+        "updated_at": view["updated_at"] or "",
     }
 
 

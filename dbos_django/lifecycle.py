@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +26,6 @@ from dbos_core import DBOS, integration
 from . import conf
 
 logger = logging.getLogger("dbos.django")
-_lock = threading.Lock()
 
 _MANAGE_SCRIPTS = ("manage.py", "django-admin", "django-admin.py")
 
@@ -75,13 +73,11 @@ def configure() -> None:
 
 
 def launch() -> None:
-    """Configure (from settings) and launch DBOS in this process; safe to call repeatedly,
-    and after a fork (the child starts its own threads and connections)."""
-    with _lock:
-        if integration.is_launched():
-            return
-        configure()
-        integration.launch()
+    """Configure (from settings) and launch DBOS in this process; safe to call repeatedly.
+
+    The seam's guard launches once per process and refuses a DBOS launched in a parent
+    before it forked (gunicorn --preload must launch in ``post_fork``, not at import)."""
+    integration.ensure_launched(configure)
 
 
 def ensure_launched_for_request() -> None:
@@ -99,5 +95,4 @@ def post_fork(server: Any = None, worker: Any = None) -> None:
 
 
 def destroy() -> None:
-    with _lock:
-        integration.destroy()
+    integration.destroy_launched()

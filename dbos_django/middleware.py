@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,8 +43,11 @@ class DBOSMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        lifecycle.ensure_launched_for_request()
-        request_ctx = self._request_context(request)
+        try:
+            request_ctx = self._request_context(request)
+            lifecycle.ensure_launched_for_request()
+        except DBOSException as exc:
+            return self._refuse(exc)
         token = integration.enter_request_scope(request_ctx)
         try:
             return self.get_response(request)
@@ -54,9 +56,12 @@ class DBOSMiddleware:
             integration.exit_request_scope(token)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        if not integration.is_launched():
-            await sync_to_async(lifecycle.ensure_launched_for_request, thread_sensitive=False)()
-        request_ctx = self._request_context(request)
+        try:
+            request_ctx = self._request_context(request)
+            if not integration.is_launched():
+                await sync_to_async(lifecycle.ensure_launched_for_request, thread_sensitive=False)()
+        except DBOSException as exc:
+            return self._refuse(exc)
         token = integration.enter_request_scope(request_ctx)
         try:
             response: Awaitable[HttpResponse] = self.get_response(request)
@@ -66,18 +71,22 @@ class DBOSMiddleware:
             integration.exit_request_scope(token)
 
     def _request_context(self, request: HttpRequest) -> integration.RequestContext:
-        meta = request.META
-        key = (meta.get(self.key_header) or "").strip() or None
-        request_id = (meta.get(self.request_id_header) or "").strip() or uuid.uuid4().hex
-        return integration.new_request_context(
-            idempotency_key=key,
-            request_id=request_id,
-            user_resolver=make_resolver(request, self.settings.user_roles),
+        """The request's DBOS context; a malformed key or request id raises (a 400)."""
+        return integration.open_request(
+            idempotency_key=request.META.get(self.key_header),
+            request_id=request.META.get(self.request_id_header),
+            identity=make_resolver(request, self.settings.user_roles),
         )
+
+    @staticmethod
+    def _refuse(exc: DBOSException) -> JsonResponse:
+        """A malformed key, or DBOS could not launch: answered before the view runs."""
+        status, body = integration.error_response(exc)
+        return JsonResponse(body, status=status)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
         if not self.settings.handle_errors or not isinstance(exception, DBOSException):
             return None
         status, body = integration.error_response(exception)
-        logger.info("DBOS error answered as HTTP %s: %s", status, exception)
+        logger.info("DBOS error answered as HTTP %s: %s", status, exception.code)
         return JsonResponse(body, status=status)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -97,44 +96,43 @@ class DBOSMiddleware:
         await self.app(scope, receive, send_after_dbos)
 
     def _start_dbos(self) -> None:
-        if integration.is_launched():
-            return  # the app launched DBOS itself (in its lifespan or before the server)
-        if not integration.is_configured():
-            if self.config is None:
-                raise DBOSException(
-                    "DBOS is not configured: call DBOS(config=...) before the app starts, "
-                    "or pass config=... to DBOSMiddleware"
-                )
-            DBOS(config=self.config)
-        integration.launch()
-        self._launched_here = True
+        def configure() -> None:
+            if not integration.is_configured():
+                if self.config is None:
+                    raise DBOSException(
+                        "DBOS is not configured: call DBOS(config=...) before the app starts, "
+                        "or pass config=... to DBOSMiddleware"
+                    )
+                DBOS(config=self.config)
+
+        # False when the app launched DBOS itself (in its lifespan or before the server).
+        self._launched_here = integration.ensure_launched(configure)
 
     def _stop_dbos(self) -> None:
         if self._launched_here:
             self._launched_here = False
-            integration.destroy()
+            integration.destroy_launched()
 
     # -- requests ---------------------------------------------------------------------
 
     async def _request(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key: str | None = None
-        request_id: str | None = None
+        key: bytes | None = None
+        request_id: bytes | None = None
         for name, value in scope.get("headers", ()):
             if name == self.idempotency_header:
-                key = value.decode("latin-1").strip() or None
+                key = value
             elif name == self.request_id_header:
-                request_id = value.decode("latin-1").strip() or None
-        request_ctx = integration.new_request_context(
-            idempotency_key=key, request_id=request_id or uuid.uuid4().hex
-        )
-
-        def resolve() -> tuple[str | None, list[str] | None]:
-            user, roles, assumed_role = resolve_identity(scope, self.user_resolver)
-            # The core reads assumed_role right after resolving the user.
-            request_ctx.assumed_role = assumed_role
-            return user, roles
-
-        request_ctx.user_resolver = resolve
+                request_id = value
+        try:
+            request_ctx = integration.open_request(
+                idempotency_key=key,
+                request_id=request_id,
+                identity=lambda: resolve_identity(scope, self.user_resolver),
+            )
+        except DBOSException as exc:
+            # A malformed key or request id: refused before the app sees the request.
+            await self._refuse(scope, send, exc)
+            return
         response_started = False
 
         async def send_tracking(message: Message) -> None:
@@ -154,9 +152,17 @@ class DBOSMiddleware:
         except DBOSException as exc:
             if not self.handle_errors or response_started or scope["type"] != "http":
                 raise
-            logger.info("DBOS error answered as HTTP %s: %s", exc.http_status, exc)
+            logger.info("DBOS error answered as HTTP %s: %s", exc.http_status, exc.code)
             for message in json_error_messages(exc):
                 await send(message)
         finally:
             integration.close_idempotency_key(request_ctx)
             integration.exit_request_scope(token)
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, exc: DBOSException) -> None:
+        if scope["type"] == "http":
+            for message in json_error_messages(exc):
+                await send(message)
+        else:  # a websocket handshake: refuse it (1008: policy violation)
+            await send({"type": "websocket.close", "code": 1008, "reason": exc.code})

@@ -11,8 +11,6 @@ the web server.
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -50,18 +48,10 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=repr))
 
 
-def _status_dict(status: Any) -> dict[str, Any]:
-    return status.to_dict() if hasattr(status, "to_dict") else dict(vars(status))
-
-
-def _step_dict(step: Any) -> dict[str, Any]:
-    return {
-        "function_id": step["function_id"],
-        "function_name": step["function_name"],
-        "output": None if step.get("output") is None else repr(step["output"]),
-        "error": None if step.get("error") is None else repr(step["error"]),
-        "child_workflow_id": step.get("child_workflow_id"),
-    }
+_DESERIALIZE_HELP = (
+    "Show inputs and outputs decoded by the app's serializer. With pickle this runs code "
+    "read from the database: only for a database you trust like your code."
+)
 
 
 def _management_method(name: str) -> Callable[..., Any]:
@@ -123,24 +113,13 @@ def worker_command() -> None:
     """Launch DBOS and run recovery, queues and schedules until SIGINT or SIGTERM."""
     from .extension import state_of
 
-    stop = threading.Event()
-
-    def request_stop(_signum: int, _frame: Any) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    state = state_of(current_app)
     try:
-        try:
-            state_of(current_app).launch()
-        except DBOSException as exc:
-            raise _fail(exc) from exc
-        click.echo(f"DBOS worker running (executor {DBOS.executor_id}); Ctrl+C to stop", err=True)
-        stop.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        state_of(current_app).extension.destroy()
-    click.echo("DBOS worker stopped", err=True)
+        seam.run_worker(
+            state.launch, state.extension.destroy, lambda line: click.echo(line, err=True)
+        )
+    except DBOSException as exc:
+        raise _fail(exc) from exc
 
 
 # -- workflows --------------------------------------------------------------------
@@ -148,10 +127,10 @@ def worker_command() -> None:
 
 @workflow_cli.command("get")
 @click.argument("workflow_id")
-def workflow_get(workflow_id: str) -> None:
+@click.option("--deserialize", is_flag=True, help=_DESERIALIZE_HELP)
+def workflow_get(workflow_id: str, deserialize: bool) -> None:
     """Show the status of one workflow as JSON."""
-    status = _run(lambda: DBOS.retrieve_workflow(workflow_id).get_status())
-    _echo_json(_status_dict(status))
+    _echo_json(_run(lambda: seam.workflow_view(workflow_id, deserialize=deserialize)))
 
 
 @workflow_cli.command("list")
@@ -164,6 +143,7 @@ def workflow_get(workflow_id: str) -> None:
 @click.option("--limit", "-l", type=int, default=10, show_default=True)
 @click.option("--offset", "-o", type=int, default=None)
 @click.option("--sort-desc", "-d", is_flag=True, help="Newest first.")
+@click.option("--deserialize", is_flag=True, help=_DESERIALIZE_HELP)
 def workflow_list(
     status: tuple[str, ...],
     name: str | None,
@@ -174,11 +154,12 @@ def workflow_list(
     limit: int,
     offset: int | None,
     sort_desc: bool,
+    deserialize: bool,
 ) -> None:
     """List workflows as JSON."""
-    list_workflows = _management_method("list_workflows")
     rows = _run(
-        lambda: list_workflows(
+        lambda: seam.workflow_views(
+            deserialize=deserialize,
             status=list(status) or None,
             name=name,
             user=user,
@@ -190,16 +171,15 @@ def workflow_list(
             sort_desc=sort_desc,
         )
     )
-    _echo_json([_status_dict(s) for s in rows])
+    _echo_json(rows)
 
 
 @workflow_cli.command("steps")
 @click.argument("workflow_id")
-def workflow_steps(workflow_id: str) -> None:
+@click.option("--deserialize", is_flag=True, help=_DESERIALIZE_HELP)
+def workflow_steps(workflow_id: str, deserialize: bool) -> None:
     """List the recorded steps of a workflow as JSON."""
-    list_steps = _management_method("list_workflow_steps")
-    steps = _run(lambda: list_steps(workflow_id))
-    _echo_json([_step_dict(s) for s in steps])
+    _echo_json(_run(lambda: seam.step_views(workflow_id, deserialize=deserialize)))
 
 
 @workflow_cli.command("cancel")
@@ -221,7 +201,7 @@ def _finish(handle: Any, wait: bool) -> None:
         raise _fail(exc) from exc
     except Exception as exc:
         click.echo(f"workflow {handle.get_workflow_id()} failed: {exc!r}", err=True)
-    _echo_json(_status_dict(handle.get_status()))
+    _echo_json(seam.workflow_view(handle.get_workflow_id()))
 
 
 _WAIT_HELP = (
@@ -278,9 +258,10 @@ def queue_list(
     queue_name: str | None, status: tuple[str, ...], name: str | None, limit: int, sort_desc: bool
 ) -> None:
     """List the workflows currently enqueued (or running from a queue) as JSON."""
-    list_queued = _management_method("list_queued_workflows")
     rows = _run(
-        lambda: list_queued(
+        lambda: seam.workflow_views(
+            queues_only=True,
+            load_output=False,
             queue_name=queue_name,
             status=list(status) or None,
             name=name,
@@ -288,4 +269,4 @@ def queue_list(
             sort_desc=sort_desc,
         )
     )
-    _echo_json([_status_dict(s) for s in rows])
+    _echo_json(rows)

@@ -8,10 +8,7 @@ every ``flask`` CLI command, where no thread may start and no connection open.
 
 from __future__ import annotations
 
-import atexit
-import os
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,90 +44,14 @@ class DBOSFlaskState:
     user_resolver: UserResolverArg | None
 
     def launch(self) -> None:
-        _process.launch(self)
+        """Launch DBOS for this app unless this process runs it already (the seam's guard:
+        once per process, never a DBOS launched before a fork, one configuration)."""
 
+        def configure() -> None:
+            if self.config is not None:
+                DBOS(config=self.config)
 
-class _ProcessLifecycle:
-    """The launch state of this process, shared by every app in it."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.owner: DBOSFlaskState | None = None
-        self.pid: int | None = None
-        self.instance: object | None = None
-        self.atexit_registered = False
-        # Set in a child forked from a process where DBOS ran, however it was launched.
-        self.inherited_across_fork = False
-
-    def after_fork_in_child(self) -> None:
-        self.lock = threading.Lock()  # another thread may have held it at the fork
-        self.inherited_across_fork = seam.launched_before_fork()
-
-    def launch(self, state: DBOSFlaskState) -> None:
-        if (
-            self.owner is state
-            and self.pid == os.getpid()
-            and self.instance is seam.instance_token()
-            and seam.is_launched()
-        ):
-            return  # the fast path of every request once launched
-        with self.lock:
-            if self.inherited_across_fork and seam.launched_before_fork():
-                raise DBOSInitializationError(
-                    "DBOS was launched in a parent process before it forked (for example "
-                    "gunicorn --preload with dbos.launch() at import): its threads and "
-                    "connections do not survive a fork. Launch in each worker instead: "
-                    "leave DBOS_LAUNCH_ON_FIRST_REQUEST on, or call dbos.launch() in "
-                    "gunicorn's post_fork hook."
-                )
-            if seam.is_launched():
-                # (The core reports a runtime launched before a fork as not launched.)
-                ours = self.instance is seam.instance_token()
-                if not ours:
-                    # Launched by the application itself with DBOS.launch(): adopt it.
-                    self._own(state)
-                elif self.owner is not state and not _same_config(self.owner, state):
-                    raise DBOSInitializationError(
-                        "DBOS is already launched in this process for another Flask app with a "
-                        "different configuration; one process runs one DBOS (destroy it first)"
-                    )
-                return
-            if state.config is not None:
-                DBOS(config=state.config)
-            elif not seam.is_configured():
-                raise DBOSInitializationError(
-                    "DBOS is not configured: set DBOS_* keys in app.config or call "
-                    "DBOS(config=...) before launching"
-                )
-            seam.launch()
-            self._own(state)
-            if not self.atexit_registered:
-                atexit.register(self.destroy_at_exit)
-                self.atexit_registered = True
-
-    def _own(self, state: DBOSFlaskState) -> None:
-        self.owner, self.pid, self.instance = state, os.getpid(), seam.instance_token()
-
-    def destroy(self) -> None:
-        with self.lock:
-            self.owner, self.pid, self.instance = None, None, None
-            self.inherited_across_fork = False
-            seam.destroy()
-
-    def destroy_at_exit(self) -> None:
-        # Only the process that launched destroys: a forked child must not close
-        # connections that belong to its parent.
-        if self.pid == os.getpid() and self.instance is seam.instance_token():
-            self.destroy()
-            DBOS.logger.info("DBOS destroyed at exit")
-
-
-_process = _ProcessLifecycle()
-os.register_at_fork(after_in_child=_process.after_fork_in_child)
-
-
-def _same_config(a: DBOSFlaskState | None, b: DBOSFlaskState) -> bool:
-    return a is None or dict(a.config or {}) == dict(b.config or {})
+        seam.ensure_launched(configure, owner=self, config=self.config)
 
 
 def _safe_name(name: str) -> str:
@@ -218,14 +139,15 @@ class DBOSFlask:
             config=read_app_config(app, self.config),
             idempotency_header=header,
             request_id_header=setting("DBOS_REQUEST_ID_HEADER", None),
-            launch_on_first_request=bool(
-                setting("DBOS_LAUNCH_ON_FIRST_REQUEST", self.launch_on_first_request)
+            launch_on_first_request=seam.setting_bool(
+                setting("DBOS_LAUNCH_ON_FIRST_REQUEST", self.launch_on_first_request),
+                "DBOS_LAUNCH_ON_FIRST_REQUEST",
             ),
             user_resolver=self.user_resolver,
         )
         app.extensions[EXTENSION_KEY] = state
         install_request_hooks(app, state)
-        if app.config.get("DBOS_ERROR_HANDLERS", True):
+        if seam.setting_bool(app.config.get("DBOS_ERROR_HANDLERS", True), "DBOS_ERROR_HANDLERS"):
             app.register_error_handler(DBOSException, _handle_dbos_error)
         from .cli import dbos_cli
 
@@ -250,7 +172,7 @@ class DBOSFlask:
 
     def destroy(self) -> None:
         """Stop DBOS in this process (also done automatically at exit)."""
-        _process.destroy()
+        seam.destroy_launched()
 
 
 def state_of(app: Flask) -> DBOSFlaskState:

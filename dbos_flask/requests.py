@@ -9,32 +9,42 @@ next request on the same thread) sees it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, jsonify, request
 
 from dbos_core import integration as seam
+from dbos_core.error import DBOSException
 
 if TYPE_CHECKING:
     from .extension import DBOSFlaskState
 
-# A resolver returns None (anonymous), a user name, or (user, roles).
+# A resolver returns None (anonymous), a user name, (user, roles) or
+# (user, roles, assumed_role); roles may be names or objects with a ``name``.
 UserResolverArg = Callable[[], Any]
 
 _TOKEN_ATTR = "_dbos_request_scope_token"
 
 
 def install_request_hooks(app: Flask, state: DBOSFlaskState) -> None:
-    def enter_scope() -> None:
+    def enter_scope() -> Response | None:
+        try:
+            scope = seam.open_request(
+                idempotency_key=request.headers.get(state.idempotency_header),
+                request_id=request.headers.get(state.request_id_header),
+                identity=lambda: identity_of_request(state.user_resolver),
+            )
+        except DBOSException as exc:
+            # A malformed key or request id: refused before the view runs.
+            status, body = seam.error_response(exc)
+            response = jsonify(body)
+            response.status_code = status
+            return response
         if state.launch_on_first_request:
             state.launch()
-        scope = seam.new_request_context(
-            idempotency_key=request.headers.get(state.idempotency_header) or None,
-            request_id=request.headers.get(state.request_id_header) or None,
-            user_resolver=lambda: resolve_user(state.user_resolver),
-        )
         setattr(g, _TOKEN_ATTR, seam.enter_request_scope(scope))
+        return None
 
     def leave_scope_after_view(response: Response) -> Response:
         _leave_scope()
@@ -54,36 +64,15 @@ def _leave_scope() -> None:
         seam.exit_request_scope(token)
 
 
-def resolve_user(resolver: UserResolverArg | None) -> tuple[str | None, list[str] | None]:
-    """The authenticated user and roles of the current request (called lazily, once)."""
+def identity_of_request(resolver: UserResolverArg | None) -> Any:
+    """The current request's user, in any shape ``integration.normalize_identity`` takes:
+    from the app's resolver, else Flask-Login's ``current_user`` (called lazily, once)."""
     if resolver is not None:
-        return _normalise(resolver())
+        return resolver()
     return _flask_login_user()
 
 
-def _normalise(value: Any) -> tuple[str | None, list[str] | None]:
-    if value is None:
-        return None, None
-    if isinstance(value, str):
-        return value or None, None
-    if isinstance(value, tuple) and len(value) == 2:
-        user, roles = value
-        if user is None:
-            return None, None
-        return str(user), _role_names(roles)
-    raise TypeError(
-        f"A DBOSFlask user_resolver must return None, a user name, or (user, roles); got {value!r}"
-    )
-
-
-def _role_names(roles: Iterable[Any] | None) -> list[str] | None:
-    if roles is None:
-        return None
-    # Role objects (Flask-Security style) carry a name; plain strings pass through.
-    return [r if isinstance(r, str) else str(getattr(r, "name", r)) for r in roles]
-
-
-def _flask_login_user() -> tuple[str | None, list[str] | None]:
+def _flask_login_user() -> tuple[str | None, Any]:
     """Flask-Login's current_user, when the package is installed and the app uses it."""
     if getattr(current_app, "login_manager", None) is None:
         return None, None
@@ -96,4 +85,4 @@ def _flask_login_user() -> tuple[str | None, list[str] | None]:
     user_id = current_user.get_id()
     if user_id is None:
         return None, None
-    return str(user_id), _role_names(getattr(current_user, "roles", None))
+    return str(user_id), getattr(current_user, "roles", None)

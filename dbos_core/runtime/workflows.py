@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..error import (
     DBOSConflictingRegistrationError,
-    DBOSConflictingWorkflowError,
     DBOSInvalidStepCallError,
     DBOSNonExistentWorkflowError,
     DBOSWorkflowCancelledError,
 )
+from ..identifiers import check_reused_id
 from ..serialization import (
     decode_workflow_outcome,
     deserialize_value,
@@ -86,6 +86,20 @@ def _current_user() -> tuple[str | None, list[str] | None, str | None]:
         user, roles = request.user()
         return user, roles, request.assumed_role
     return None, None, None
+
+
+def _caller_is_bound() -> bool:
+    """Whether this start speaks for a known caller, so a reused ID must be theirs.
+
+    Bound: a web request (the adapters' request scope, even when anonymous), code inside
+    ``SetAuthenticatedUser``, and a workflow that was itself started by a request or for a
+    user (its children inherit that). Not bound: plain code (a script, a job, a test) that
+    chose an ID with ``SetWorkflowID``: the seeds' idempotency, whoever started it first.
+    """
+    parent = ctx.current_workflow.get()
+    if parent is not None:
+        return parent.authenticated_user is not None or parent.request_id is not None
+    return ctx.authenticated.get() is not None or ctx.request_context.get() is not None
 
 
 def start_protocol(
@@ -183,12 +197,7 @@ def start_protocol(
     created, row = yield Blocking(lambda: inserter(new, link))
     if not created:
         assert row is not None
-        existing_name = row._mapping["name"]
-        if existing_name != reg.name:
-            raise DBOSConflictingWorkflowError(
-                workflow_id,
-                f"it already belongs to workflow function {existing_name!r}, not {reg.name!r}",
-            )
+        check_reused_id(workflow_id, row._mapping, reg.name, user, _caller_is_bound())
         return Started(workflow_id, False, None, call_args, kwargs)
     if mode == "enqueue":
         rt.notifier.notify(queue_key(queue.queue_name if queue else ""))

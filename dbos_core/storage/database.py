@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import URL, make_url
 
 from ..error import DBOSConfigurationError, DBOSDatabaseUnavailableError
+from ..identifiers import check_schema_name
 from .schema import SCHEMA_PLACEHOLDER
 
 logger = logging.getLogger("dbos")
@@ -70,7 +71,8 @@ class Database:
         if self.dialect not in ("sqlite", "postgresql"):
             raise DBOSConfigurationError(f"Unsupported system database {safe_url(self.url)!r}")
         self.is_sqlite = self.dialect == "sqlite"
-        self.schema = schema
+        # It reaches SQL text (CREATE/DROP SCHEMA, LISTEN): a plain identifier only.
+        self.schema = check_schema_name(schema, "system database schema")
         translate = {SCHEMA_PLACEHOLDER: None if self.is_sqlite else schema}
         self.owns_engine = engine is None
         if engine is None:

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..error import DBOSException, DBOSNonExistentWorkflowError, DBOSUnknownStepError
+from ..identifiers import check_id, check_lookup_id
 from ..serialization import deserialize_error, deserialize_value
 from ..types import ALL_STATUSES, INTERNAL_QUEUE_NAME, StepInfo, WorkflowStatus, rfc3339_to_ms
 from .schema import operation_outputs, workflow_status
@@ -125,18 +126,19 @@ def get_workflow(sysdb: SystemDatabase, workflow_id: str) -> WorkflowStatus:
 def _workflow_id(value: Any) -> str:
     """Accept an ID or anything with a ``workflow_id`` (the seeds pass a WorkflowStatus)."""
     if isinstance(value, str) and value:
-        return value
+        return check_lookup_id(value)
     inner = getattr(value, "workflow_id", None)
     if isinstance(inner, str) and inner:
-        return inner
+        return check_lookup_id(inner)
     raise bad_input(f"Expected a workflow ID (or a WorkflowStatus), got {value!r}")
 
 
 # -- steps ----------------------------------------------------------------------
 
 
-def list_steps(sysdb: SystemDatabase, workflow: Any) -> list[StepInfo]:
-    """The recorded steps of a workflow, in order, outputs and errors deserialized."""
+def list_step_rows(sysdb: SystemDatabase, workflow: Any) -> list[Any]:
+    """``(function_id, function_name, output, error, child_workflow_id)`` of each recorded
+    step, in order, output and error as stored (operator views read these)."""
     workflow_id = _workflow_id(workflow)
     if sysdb.workflows.get_outcome_row(workflow_id) is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
@@ -147,9 +149,13 @@ def list_steps(sysdb: SystemDatabase, workflow: Any) -> list[StepInfo]:
         .order_by(oo.c.function_id)
     )
     with sysdb.db.connect() as conn:
-        rows = conn.execute(stmt).all()
+        return list(conn.execute(stmt).all())
+
+
+def list_steps(sysdb: SystemDatabase, workflow: Any) -> list[StepInfo]:
+    """The recorded steps of a workflow, in order, outputs and errors deserialized."""
     steps: list[StepInfo] = []
-    for function_id, name, output, error, child in rows:
+    for function_id, name, output, error, child in list_step_rows(sysdb, workflow):
         steps.append(
             {
                 "function_id": int(function_id),
@@ -162,17 +168,6 @@ def list_steps(sysdb: SystemDatabase, workflow: Any) -> list[StepInfo]:
             }
         )
     return steps
-
-
-def step_to_dict(step: StepInfo) -> dict[str, Any]:
-    """A JSON-friendly view of a step for the CLI and the admin server."""
-    return {
-        "function_id": step["function_id"],
-        "function_name": step["function_name"],
-        "output": None if step["output"] is None else repr(step["output"]),
-        "error": None if step["error"] is None else repr(step["error"]),
-        "child_workflow_id": step["child_workflow_id"],
-    }
 
 
 # -- fork -----------------------------------------------------------------------
@@ -194,6 +189,8 @@ def fork(
     otherwise it is ENQUEUED on the internal queue for an application process to run.
     One transaction: either the whole fork exists or nothing does.
     """
+    check_lookup_id(workflow_id, "workflow ID to fork")
+    check_id(new_workflow_id, "new workflow ID of the fork")
     if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 1:
         raise bad_input(
             f"start_step must be a positive integer (a step's function_id), got {start_step!r}"

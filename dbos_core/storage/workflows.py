@@ -310,6 +310,10 @@ class WorkflowStore:
             return [(r[0], r[1]) for r in conn.execute(stmt.order_by(ws.c.created_at))]
 
     def list(self, f: ListFilters) -> list[WorkflowStatus]:
+        return [self.to_status(r, f.load_input, f.load_output) for r in self.list_rows(f)]
+
+    def list_rows(self, f: ListFilters) -> Sequence[AnyRow]:
+        """The stored rows matching ``f``, nothing deserialized (operator views read these)."""
         stmt = sa.select(ws)
         if f.workflow_ids is not None:
             stmt = stmt.where(ws.c.workflow_uuid.in_(list(f.workflow_ids)))
@@ -349,8 +353,7 @@ class WorkflowStore:
                 stmt = stmt.limit(-1)
             stmt = stmt.offset(f.offset)
         with self.db.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return [self.to_status(r, f.load_input, f.load_output) for r in rows]
+            return conn.execute(stmt).all()
 
     def to_status(
         self, row: AnyRow, load_input: bool = True, load_output: bool = True

@@ -52,3 +52,14 @@ def test_messaging_example(dbos: type[DBOS]) -> None:
     assert handle.get_result(timeout=60) == "done"
     assert list(DBOS.read_stream(handle.workflow_id, "progress")) == ["payment page sent"]
     assert DBOS.get_all_events(handle.workflow_id) == {"status": "paid"}
+
+
+def test_safe_edges_example(dbos: type[DBOS]) -> None:
+    namespace: dict[str, Any] = {"__name__": "readme_safe_edges"}
+    exec(compile(_code("Safe edges"), "README-safe-edges", "exec"), namespace)
+    assert namespace["who_gets_what"]() == [
+        "opera for ann",
+        "opera for ann",
+        "WORKFLOW_ID_CONFLICT",
+        "INVALID_ID",
+    ]

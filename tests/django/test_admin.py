@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +124,42 @@ def test_permissions(django_dbos: Any) -> None:
     # Viewing is not changing: no cancel for a view-only user.
     assert client.post(f"{LIST}whatever/cancel/").status_code == 403
     assert Note.objects.count() == 0
+
+
+def test_a_crafted_pickle_is_listed_without_running_it(
+    admin_client: Client, django_dbos: Any, tmp_path: Path
+) -> None:
+    from dbos_core.runtime import global_state
+    from tests.core.crafted_pickle import CRAFTED_ID, write_crafted_workflow
+
+    marker = tmp_path / "pwned"
+    write_crafted_workflow(global_state.get_runtime().sysdb.db, marker)
+    listing = admin_client.get(LIST)
+    assert listing.status_code == 200 and CRAFTED_ID in listing.content.decode()
+    for query in ("status=ERROR", "user=&name=app.harmless_looking"):
+        assert CRAFTED_ID in admin_client.get(f"{LIST}?{query}").content.decode()
+    detail = admin_client.get(f"{LIST}{CRAFTED_ID}/")
+    assert detail.status_code == 200
+    page = detail.content.decode()
+    # The input, output, error and step output are summaries naming what they would import.
+    assert page.count("references io.open") >= 5
+    assert not marker.exists()
+
+
+def test_values_of_the_app_are_shown_safely(admin_client: Client, some_workflows: None) -> None:
+    page = admin_client.get(f"{LIST}wf-ok/").content.decode()
+    # The output dict is a summary (HTML-escaped); a plain string step output is exact.
+    assert "&lt;pickle, " in page and "&#x27;1 note(s)&#x27;" in page
+    assert "&#x27;summary&#x27;" not in page
+
+
+@pytest.mark.parametrize(
+    "dbos_test_config", [{"application_version": "test", "admin_deserialize_values": True}]
+)
+def test_values_are_decoded_on_the_documented_opt_in(
+    admin_client: Client, some_workflows: None
+) -> None:
+    assert (
+        "&#x27;summary&#x27;: &#x27;1 note(s)&#x27;"
+        in admin_client.get(f"{LIST}wf-ok/").content.decode()
+    )

@@ -186,7 +186,25 @@ def test_real_runserver_and_commands(project: Project) -> None:
         assert again.json() == body
         other = httpx.post(f"{base}/notes/?title=anon", timeout=30).json()
         assert other["workflow_id"] != "real-1" and other["user"] is None
-    assert project.executions() == ["save_note:hello", "save_note:anon"]
+        # alice's key is hers: nobody else gets her workflow, nor a word about it.
+        stolen = httpx.post(
+            f"{base}/notes/?title=hello", headers={"dbos-idempotency-key": "real-1"}, timeout=30
+        )
+        assert stolen.status_code == 409 and stolen.json()["error"] == "WORKFLOW_ID_CONFLICT"
+        assert "alice" not in stolen.text
+        # Keys are UTF-8 as sent; malformed ones are a 400 before any work.
+        for bad in (b"\xff\xfe", b"k" * 10_000, b"tab\there", b""):
+            refused = httpx.post(
+                f"{base}/notes/?title=bad", headers={"dbos-idempotency-key": bad}, timeout=30
+            )
+            assert refused.status_code == 400 and refused.json()["error"] == "INVALID_ID"
+        utf8 = httpx.post(
+            f"{base}/notes/?title=utf8",
+            headers={"dbos-idempotency-key": "café-☕".encode()},
+            timeout=30,
+        )
+        assert utf8.status_code == 200 and utf8.json()["workflow_id"] == "café-☕"
+    assert project.executions() == ["save_note:hello", "save_note:anon", "save_note:utf8"]
 
     listing = ok(project.manage("dbos", "workflow", "list"))
     assert "real-1" in listing and other["workflow_id"] in listing and "SUCCESS" in listing
@@ -251,7 +269,12 @@ def test_sigkill_after_commit_is_not_run_again(project: Project) -> None:
     # Recovered from the checkpoint: the body never ran again, one row only.
     assert project.executions() == ["save_note:once"]
     assert project.query("SELECT title FROM testapp_note") == [("once",)]
-    assert "{'workflow_id': 'crash-1', 'count': 1" in got["output"]
+    # The CLI shows a summary of the pickled output; decoding it is an explicit opt-in.
+    assert got["output"].startswith("<pickle, ")
+    decoded = json.loads(
+        ok(project.manage("dbos", "workflow", "get", "crash-1", "--json", "--deserialize"))
+    )
+    assert "{'workflow_id': 'crash-1', 'count': 1" in decoded["output"]
 
 
 def test_gunicorn_preload_launches_once_per_worker(project: Project) -> None:

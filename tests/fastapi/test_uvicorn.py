@@ -189,7 +189,40 @@ def test_sigkill_mid_workflow_then_restart_completes_it(server: Server) -> None:
     assert status == {"status": "SUCCESS", "user": "carol", "roles": ["buyer"]}
     # A retried request after the crash gets the stored result without new work.
     again = httpx.post(
-        server.url + "/orders/crash", headers={"dbos-idempotency-key": "order-crash"}, timeout=30
+        server.url + "/orders/crash",
+        headers={"dbos-idempotency-key": "order-crash", "x-user": "carol"},
+        timeout=30,
     )
     assert again.json()["shipped"] == "shipped crash"
+    # The same key from another caller is refused without a word about carol's order.
+    for other in ({"x-user": "mallory"}, {}):
+        refused = httpx.post(
+            server.url + "/orders/crash",
+            headers={"dbos-idempotency-key": "order-crash", **other},
+            timeout=30,
+        )
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"] == "WORKFLOW_ID_CONFLICT"
+        assert "carol" not in refused.text and "shipped" not in refused.text
     assert log_lines(server.work).count("reserve crash") == 1
+
+
+def test_keys_are_read_as_sent_and_bad_ones_refused(server: Server) -> None:
+    (server.work / "release-cafe").touch()
+    sent = "café-☕-1".encode()
+    placed = httpx.post(
+        server.url + "/orders/cafe",
+        headers={"dbos-idempotency-key": sent, "x-user": "zoe"},
+        timeout=30,
+    )
+    assert placed.status_code == 200, placed.text
+    assert placed.json()["workflow_id"] == "café-☕-1"
+    status = httpx.get(server.url + "/workflows/café-☕-1", timeout=30).json()
+    assert status["status"] == "SUCCESS"
+    for bad in (b"\xff\xfe-latin-1", b"k" * 10_000, b"tab\there", b""):
+        refused = httpx.post(
+            server.url + "/orders/cafe", headers={"dbos-idempotency-key": bad}, timeout=30
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == "INVALID_ID"
+    assert log_lines(server.work).count("reserve cafe") == 1

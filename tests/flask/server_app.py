@@ -21,8 +21,8 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 from dbos_core import DBOS
+from dbos_core import integration as seam
 from dbos_flask import DBOSFlask
-from dbos_flask.extension import _process
 
 
 def marker_dir() -> Path:
@@ -95,7 +95,7 @@ def create_app() -> Flask:
                 **result,
                 "pid": os.getpid(),
                 "thread": threading.get_ident(),
-                "launched_pid": _process.pid,
+                "launched_pid": seam.launched_in_pid(),
             }
         )
 

@@ -54,10 +54,19 @@ def test_readme_flask_example(db_url: str, tmp_path: Path) -> None:
 
         wait_for(up, timeout=60, what="flask run to serve")
         key = {"dbos-idempotency-key": "order-1"}
-        first = httpx.post(f"{base}/checkout/book", headers={**key, "X-User": "ann"}, timeout=30)
-        again = httpx.post(f"{base}/checkout/book", headers=key, timeout=30)
+        ann = {**key, "X-User": "ann"}
+        first = httpx.post(f"{base}/checkout/book", headers=ann, timeout=30)
+        again = httpx.post(f"{base}/checkout/book", headers=ann, timeout=30)
         assert first.status_code == again.status_code == 200
         assert first.json() == again.json()
+        # The key is ann's: an anonymous caller (or another user) gets a 409, not her order.
+        stolen = httpx.post(f"{base}/checkout/book", headers=key, timeout=30)
+        assert stolen.status_code == 409
+        assert stolen.json()["error"] == "WORKFLOW_ID_CONFLICT"
+        assert "ann" not in stolen.text and "charged" not in stolen.text
+        assert httpx.get(f"{base}/orders/order-1", timeout=30).status_code == 404
+        mine = httpx.get(f"{base}/orders/order-1", headers={"X-User": "ann"}, timeout=30)
+        assert mine.json()["status"] == "SUCCESS"
         assert first.json() == {
             "order_id": "order-1",
             "steps": ["reserved book for order-1", "charged order-1"],

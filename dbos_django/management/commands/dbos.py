@@ -13,14 +13,12 @@ is given.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dbos_core import DBOS, cli
+from dbos_core import cli, integration
 
 from ... import conf, lifecycle
 
@@ -68,28 +66,12 @@ class Command(BaseCommand):
     def _worker(self, args: list[str]) -> None:
         if args:
             raise CommandError(f"manage.py dbos worker takes no arguments, got {' '.join(args)}")
-        stop = threading.Event()
 
-        def request_stop(signum: int, frame: Any) -> None:
-            stop.set()
-
-        previous = {
-            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            lifecycle.launch()
-            self.stdout.write(
-                f"DBOS worker running: executor {DBOS.executor_id}, application version "
-                f"{DBOS.application_version}. Stop with Ctrl-C or SIGTERM."
-            )
+        def say(line: str) -> None:
+            self.stdout.write(line)
             self.stdout.flush()
-            while not stop.is_set():
-                stop.wait(60)
-            self.stdout.write("DBOS worker stopping")
-        finally:
-            lifecycle.destroy()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+
+        integration.run_worker(lifecycle.launch, lifecycle.destroy, say)
 
 
 def _with_options(dbos_args: list[str], extra: list[str]) -> list[str]:

@@ -9,4 +9,6 @@ urlpatterns = [
     path("notes/inline/", views.call_note_inline),
     path("notes/async/", views.start_note_async),
     path("notes/on-commit/", views.note_on_commit),
+    path("gated/", views.gated),
+    path("unreachable/", views.unreachable),
 ]

@@ -8,10 +8,10 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 import dbos_django
-from dbos_core import DBOS
+from dbos_core import DBOS, DBOSClient
 
 from .models import Note
-from .workflows import note_workflow
+from .workflows import gated_workflow, note_workflow
 
 
 def _authenticate_in_view(request: HttpRequest) -> None:
@@ -62,3 +62,17 @@ def note_on_commit(request: HttpRequest) -> JsonResponse:
     except RuntimeError:
         return JsonResponse({"rolled_back": True})
     return JsonResponse({"rolled_back": False})
+
+
+@csrf_exempt
+def gated(request: HttpRequest) -> JsonResponse:
+    """Starts gated_workflow (held until the test opens the gate) for the request's user."""
+    _authenticate_in_view(request)
+    handle = DBOS.start_workflow(gated_workflow)
+    return JsonResponse({"workflow_id": handle.get_workflow_id(), "result": handle.get_result()})
+
+
+def unreachable(request: HttpRequest) -> JsonResponse:
+    """A DBOS call that cannot reach its database: the error names host, user and database."""
+    with DBOSClient("postgresql://secretuser:pw@127.0.0.1:1/secretdb"):
+        return JsonResponse({})
