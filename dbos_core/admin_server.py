@@ -17,6 +17,7 @@ Routes::
     POST /workflows/<id>/fork           {"start_step": n, "new_workflow_id"?, "application_version"?}
     GET  /queues                        per queue, how many are ENQUEUED and PENDING
     GET  /queues/workflows?queue_name=  the workflows currently on queues
+    GET  /metrics                       Prometheus metrics (with enable_metrics)
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ _KNOWN_FILTERS = frozenset(
         "queue_name",
     }
 )
+
+
+class RawBody:
+    """A response that is not JSON (the Prometheus text of /metrics)."""
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self.body = body
+        self.content_type = content_type
 
 
 class HTTPError(Exception):
@@ -146,6 +155,14 @@ class AdminServer:
             filters = _filters_from_query(query) if method == "GET" else self._json_filters(body)
             found = ops.list_workflows(sysdb, ops.build_filters(**filters))
             return 200, [w.to_dict() for w in found]
+        if parts == ["metrics"]:
+            self._allow(method, "GET")
+            exposition = self.rt.telemetry.metrics_exposition()
+            if exposition is None:
+                raise HTTPError(
+                    404, "METRICS_DISABLED", "Metrics are off: set enable_metrics in DBOSConfig"
+                )
+            return 200, RawBody(*exposition)
         if parts == ["queues"]:
             self._allow(method, "GET")
             return 200, ops.queue_summary(sysdb)
@@ -287,9 +304,12 @@ def _make_handler(server: AdminServer) -> type[BaseHTTPRequestHandler]:
                 raise HTTPError(400, "BAD_REQUEST", f"The body is not valid JSON: {exc}") from None
 
         def _send(self, status: int, payload: Any) -> None:
-            data = json.dumps(payload, default=str).encode()
+            if isinstance(payload, RawBody):
+                data, content_type = payload.body, payload.content_type
+            else:
+                data, content_type = json.dumps(payload, default=str).encode(), "application/json"
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             if status >= 400:
                 # The request body may be unread; do not reuse this connection.
