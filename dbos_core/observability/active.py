@@ -94,10 +94,11 @@ class ActiveTelemetry(Telemetry):
         error: BaseException | None,
         started: float,
     ) -> None:
-        if scope is not None and self._tracing is not None:
-            self._tracing.end_workflow(scope, status, error)
+        # Metrics first: whoever sees the span exported then finds them counted.
         if self._metrics is not None and status != "PENDING":
             self._metrics.workflow_finished(state.name, status, time.perf_counter() - started)
+        if scope is not None and self._tracing is not None:
+            self._tracing.end_workflow(scope, status, error)
 
     def step(
         self,
@@ -137,10 +138,10 @@ class ActiveTelemetry(Telemetry):
         step: Any,
     ) -> None:
         attempt = step.attempt if step is not None and step.name == name else 1
-        if scope is not None and self._tracing is not None:
-            self._tracing.end_step(scope, error, attempt)
         if self._metrics is not None:
             self._metrics.step_finished(name, error is not None, time.perf_counter() - started)
+        if scope is not None and self._tracing is not None:
+            self._tracing.end_step(scope, error, attempt)
 
     def step_retry(self, name: str, attempt: int, error: BaseException) -> None:
         if self._tracing is not None:
