@@ -5,6 +5,11 @@ same engine (same durability settings: SQLite WAL with synchronous=FULL; Postgre
 defaults, synchronous_commit=on). A step should cost at most 1.5x that floor.
 
     python bench/step_overhead.py [--steps 2000] [--backend sqlite|postgres|both]
+                                  [--telemetry off|metrics|tracing|both|all]
+
+``--telemetry``: measure with Prometheus metrics on, with OpenTelemetry tracing on
+(spans batched and exported over OTLP/HTTP to a sink in another process, which
+answers 200 without decoding), with both, or each of these and off in turn.
 """
 
 from __future__ import annotations
@@ -44,7 +49,40 @@ def drop(url: str) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run(backend: str, steps: int, rounds: int) -> dict[str, float]:
+SINK = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def telemetry_config(mode: str, sink_port: int | None) -> dict[str, object]:
+    config: dict[str, object] = {}
+    if mode in ("metrics", "both"):
+        config["enable_metrics"] = True
+    if mode in ("tracing", "both"):
+        config["enable_otlp"] = True
+        config["otlp_traces_endpoints"] = [f"http://127.0.0.1:{sink_port}/v1/traces"]
+    return config
+
+
+def run(
+    backend: str, steps: int, rounds: int, mode: str = "off", sink_port: int | None = None
+) -> dict[str, float]:
     import sqlalchemy as sa
 
     from dbos_core import DBOS
@@ -52,7 +90,14 @@ def run(backend: str, steps: int, rounds: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         url = make_url(backend, Path(tmp))
         try:
-            DBOS(config={"name": "bench", "system_database_url": url, "log_level": "WARNING"})
+            DBOS(
+                config={
+                    "name": "bench",
+                    "system_database_url": url,
+                    "log_level": "WARNING",
+                    **telemetry_config(mode, sink_port),  # type: ignore[typeddict-item]
+                }
+            )
             DBOS.launch()
 
             @DBOS.step()
@@ -86,6 +131,9 @@ def run(backend: str, steps: int, rounds: int) -> dict[str, float]:
 
             step_costs: list[float] = []
             floor_costs: list[float] = []
+            # CPU time of the whole process (exporter threads included) per step: what
+            # telemetry adds, less blurred by other load on the machine than wall time.
+            step_cpu: list[float] = []
             many_steps(10)  # warm up caches and the pool
             for r in range(rounds):
                 # The floor: the same number of single-row durable inserts.
@@ -107,15 +155,21 @@ def run(backend: str, steps: int, rounds: int) -> dict[str, float]:
                         )
                 floor_costs.append((time.perf_counter() - start) / steps)
 
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 many_steps(steps)
                 step_costs.append((time.perf_counter() - start) / steps)
+                step_cpu.append((time.process_time() - cpu) / steps)
             DBOS.destroy()
         finally:
             drop(url)
     step = statistics.median(step_costs)
     floor = statistics.median(floor_costs)
-    return {"step_ms": step * 1000, "floor_ms": floor * 1000, "ratio": step / floor}
+    return {
+        "step_ms": step * 1000,
+        "floor_ms": floor * 1000,
+        "ratio": step / floor,
+        "cpu_us": statistics.median(step_cpu) * 1e6,
+    }
 
 
 def import_time_ms() -> float:
@@ -134,15 +188,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument(
+        "--telemetry", choices=["off", "metrics", "tracing", "both", "all"], default="off"
+    )
     args = parser.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    modes = ["off", "metrics", "tracing", "both"] if args.telemetry == "all" else [args.telemetry]
     print(f"import dbos_core: {import_time_ms():.1f} ms (median of 5)")
-    for backend in backends:
-        res = run(backend, args.steps, args.rounds)
-        print(
-            f"{backend:9s} step {res['step_ms']:.3f} ms   floor (INSERT+COMMIT) "
-            f"{res['floor_ms']:.3f} ms   ratio {res['ratio']:.2f}x"
-        )
+    sink = None
+    if any(m in ("tracing", "both") for m in modes):
+        sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    try:
+        sink_port = int(sink.stdout.readline()) if sink is not None and sink.stdout else None
+        for backend in backends:
+            for mode in modes:
+                res = run(backend, args.steps, args.rounds, mode, sink_port)
+                print(
+                    f"{backend:9s} telemetry {mode:8s} step {res['step_ms']:.3f} ms   "
+                    f"floor (INSERT+COMMIT) {res['floor_ms']:.3f} ms   ratio {res['ratio']:.2f}x   "
+                    f"CPU {res['cpu_us']:.0f} us/step",
+                    flush=True,
+                )
+    finally:
+        if sink is not None:
+            sink.terminate()
+            sink.wait(5)
 
 
 if __name__ == "__main__":

@@ -464,3 +464,35 @@ def test_an_applications_tracer_provider_is_used_not_replaced(db_url: str, tmp_p
     assert {service for service, _, _ in spans.values()} == {"the-apps-own"}
     assert spans["app_workflow"][1] == spans["app request"][2]
     assert spans["app_step"][1] == spans["app_workflow"][2]
+
+
+async def test_async_workflow_with_concurrent_steps_nests_each_step_under_it(
+    dbos_config: DBOSConfig, receiver: OTLPReceiver
+) -> None:
+    import asyncio
+
+    @DBOS.step(name="async_fetch")
+    async def fetch(i: int) -> int:
+        await asyncio.sleep(0.01)
+        DBOS.logger.info("fetched %d", i)
+        return i
+
+    @DBOS.workflow(name="async_gather")
+    async def gather_workflow() -> int:
+        values = await asyncio.gather(fetch(1), fetch(2), fetch(3))
+        return sum(values)
+
+    launch_traced(dbos_config, receiver)
+    with SetWorkflowID("async-1"):
+        assert await gather_workflow() == 6
+    DBOS.destroy()
+    receiver.wait_for(lambda r: len(r.spans_named("async_fetch")) == 3)
+    receiver.wait_for(lambda r: sum(x.body.startswith("fetched") for x in r.logs) == 3)
+
+    workflow = receiver.one_span("async_gather")
+    fetches = receiver.spans_named("async_fetch")
+    assert {s.parent_span_id for s in fetches} == {workflow.span_id}
+    assert sorted(s.attributes["dbos.step.function_id"] for s in fetches) == [1, 2, 3]
+    # Each log line carries the span of the step (task) that wrote it.
+    step_spans = {s.span_id for s in fetches}
+    assert {x.span_id for x in receiver.logs if x.body.startswith("fetched")} == step_spans
