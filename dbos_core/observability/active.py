@@ -1,8 +1,13 @@
 """The telemetry of a DBOS with tracing and/or metrics on: one wrapper per workflow
-execution and per step, each feeding whichever of the two is enabled."""
+execution and per step, each feeding whichever of the two is enabled.
+
+A failure inside observability is logged (once loudly) and swallowed: it must never
+change the outcome of the workflow it observes.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,6 +40,12 @@ class ActiveTelemetry(Telemetry):
 
             self._metrics = Metrics()
         self._rt: Runtime | None = None
+        self._reported = False
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        level = logging.DEBUG if self._reported else logging.WARNING
+        self._reported = True
+        logging.getLogger("dbos").log(level, "Observability failed to %s: %r", what, exc)
 
     def start(self, rt: Runtime) -> None:
         self._rt = rt
@@ -60,13 +71,22 @@ class ActiveTelemetry(Telemetry):
     ) -> str | None:
         if self._tracing is None:
             return None
-        return self._tracing.start_context(name, workflow_id, mode, queue_name)
+        try:
+            return self._tracing.start_context(name, workflow_id, mode, queue_name)
+        except Exception as exc:
+            self._failed("record a workflow's trace", exc)
+            return None
 
     def workflow(self, state: WorkflowState, call: Effect) -> Protocol[Any]:
         started = time.perf_counter()
-        scope = self._tracing.begin_workflow(state) if self._tracing is not None else None
-        if self._metrics is not None:
-            self._metrics.workflow_started(state.name)
+        scope = None
+        try:
+            if self._tracing is not None:
+                scope = self._tracing.begin_workflow(state)
+            if self._metrics is not None:
+                self._metrics.workflow_started(state.name)
+        except Exception as exc:
+            self._failed("observe a workflow's start", exc)
         try:
             result = yield call
         except BaseException as exc:
@@ -94,11 +114,14 @@ class ActiveTelemetry(Telemetry):
         error: BaseException | None,
         started: float,
     ) -> None:
-        # Metrics first: whoever sees the span exported then finds them counted.
-        if self._metrics is not None and status != "PENDING":
-            self._metrics.workflow_finished(state.name, status, time.perf_counter() - started)
-        if scope is not None and self._tracing is not None:
-            self._tracing.end_workflow(scope, status, error)
+        try:
+            # Metrics first: whoever sees the span exported then finds them counted.
+            if self._metrics is not None and status != "PENDING":
+                self._metrics.workflow_finished(state.name, status, time.perf_counter() - started)
+            if scope is not None and self._tracing is not None:
+                self._tracing.end_workflow(scope, status, error)
+        except Exception as exc:
+            self._failed("observe a workflow's end", exc)
 
     def step(
         self,
@@ -116,11 +139,12 @@ class ActiveTelemetry(Telemetry):
         from ..runtime import context as ctx
 
         started = time.perf_counter()
-        scope = (
-            self._tracing.begin_step(state, function_id, name, kind)
-            if self._tracing is not None
-            else None
-        )
+        scope = None
+        try:
+            if self._tracing is not None:
+                scope = self._tracing.begin_step(state, function_id, name, kind)
+        except Exception as exc:
+            self._failed("observe a step's start", exc)
         try:
             result = yield from body
         except BaseException as exc:
@@ -138,12 +162,21 @@ class ActiveTelemetry(Telemetry):
         step: Any,
     ) -> None:
         attempt = step.attempt if step is not None and step.name == name else 1
-        if self._metrics is not None:
-            self._metrics.step_finished(name, error is not None, time.perf_counter() - started)
-        if scope is not None and self._tracing is not None:
-            self._tracing.end_step(scope, error, attempt)
+        try:
+            if self._metrics is not None:
+                self._metrics.step_finished(name, error is not None, time.perf_counter() - started)
+            if scope is not None and self._tracing is not None:
+                self._tracing.end_step(scope, error, attempt)
+        except Exception as exc:
+            self._failed("observe a step's end", exc)
 
     def step_retry(self, name: str, attempt: int, error: BaseException) -> None:
+        try:
+            self._step_retry(name, attempt, error)
+        except Exception as exc:
+            self._failed("record a step retry", exc)
+
+    def _step_retry(self, name: str, attempt: int, error: BaseException) -> None:
         if self._tracing is not None:
             self._tracing.event(
                 "dbos.step.retry",
@@ -158,7 +191,10 @@ class ActiveTelemetry(Telemetry):
 
     def event(self, name: str, attributes: dict[str, Any]) -> None:
         if self._tracing is not None:
-            self._tracing.event(name, attributes)
+            try:
+                self._tracing.event(name, attributes)
+            except Exception as exc:
+                self._failed(f"record the event {name}", exc)
 
     def recovered(self, workflow_name: str) -> None:
         if self._metrics is not None:
