@@ -496,3 +496,32 @@ async def test_async_workflow_with_concurrent_steps_nests_each_step_under_it(
     # Each log line carries the span of the step (task) that wrote it.
     step_spans = {s.span_id for s in fetches}
     assert {x.span_id for x in receiver.logs if x.body.startswith("fetched")} == step_spans
+
+
+def test_the_migration_adds_the_trace_column_to_an_older_database(db_url: str) -> None:
+    import sqlalchemy as sa
+
+    from dbos_core.storage.database import Database
+    from dbos_core.storage.migrations import LATEST_VERSION, MIGRATIONS, current_version, migrate
+    from dbos_core.storage.schema import migrations_table
+
+    ours = next(i + 1 for i, m in enumerate(MIGRATIONS) if m.__name__.endswith("trace_context"))
+
+    db = Database(db_url)
+    try:
+        db.wait_until_reachable(10)
+        migrate(db)
+        # Make it a database from before that migration: no column, older version recorded.
+        table = "workflow_status" if db.is_sqlite else '"dbos".workflow_status'
+        with db.transaction() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN trace_context")
+            conn.execute(migrations_table.delete().where(migrations_table.c.version >= ours))
+        assert current_version(db) == ours - 1
+        assert migrate(db) == LATEST_VERSION - ours + 1
+        assert current_version(db) == LATEST_VERSION
+        schema = None if db.is_sqlite else "dbos"
+        with db.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("workflow_status", schema)}
+        assert "trace_context" in columns
+    finally:
+        db.dispose()
