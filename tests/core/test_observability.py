@@ -52,18 +52,18 @@ def test_two_steps_and_a_retry_make_the_expected_span_tree(
 ) -> None:
     calls: list[int] = []
 
-    @DBOS.step(name="reserve_item")
+    @DBOS.step(name="otel_reserve_item")
     def reserve(item: str) -> str:
         return f"reserved {item}"
 
-    @DBOS.step(name="charge", retries_allowed=True, interval_seconds=0, max_attempts=3)
+    @DBOS.step(name="otel_charge", retries_allowed=True, interval_seconds=0, max_attempts=3)
     def charge(amount: int) -> str:
         calls.append(amount)
         if len(calls) == 1:
             raise ConnectionError("card network hiccup")
         return f"charged {amount}"
 
-    @DBOS.workflow(name="checkout_flow")
+    @DBOS.workflow(name="otel_checkout_flow")
     def checkout_flow(item: str, amount: int) -> str:
         return f"{reserve(item)}, {charge(amount)}"
 
@@ -71,10 +71,10 @@ def test_two_steps_and_a_retry_make_the_expected_span_tree(
     with SetWorkflowID("order-1"):
         assert checkout_flow("book", 12) == "reserved book, charged 12"
     DBOS.destroy()  # flushes the batch processors
-    receiver.wait_for(lambda r: len(r.spans_named("charge")) == 1)
+    receiver.wait_for(lambda r: len(r.spans_named("otel_charge")) == 1)
 
-    workflow = receiver.one_span("checkout_flow", **{"dbos.workflow.id": "order-1"})
-    assert workflow.attributes["dbos.workflow.name"] == "checkout_flow"
+    workflow = receiver.one_span("otel_checkout_flow", **{"dbos.workflow.id": "order-1"})
+    assert workflow.attributes["dbos.workflow.name"] == "otel_checkout_flow"
     assert workflow.attributes["dbos.workflow.status"] == "SUCCESS"
     assert workflow.attributes["dbos.executor.id"] == "local"
     assert workflow.attributes["dbos.application.version"] == "test-version"
@@ -82,13 +82,13 @@ def test_two_steps_and_a_retry_make_the_expected_span_tree(
     assert has_attributes(workflow)
 
     # The workflow had no caller span: a root span made at its creation names the trace.
-    root = receiver.one_span("call checkout_flow")
+    root = receiver.one_span("call otel_checkout_flow")
     assert root.parent_span_id == "" and workflow.parent_span_id == root.span_id
 
     steps = sorted(
         receiver.children_of(workflow), key=lambda s: s.attributes["dbos.step.function_id"]
     )
-    assert [s.name for s in steps] == ["reserve_item", "charge"]
+    assert [s.name for s in steps] == ["otel_reserve_item", "otel_charge"]
     reserve_span, charge_span = steps
     assert {s.trace_id for s in (root, workflow, reserve_span, charge_span)} == {workflow.trace_id}
     assert reserve_span.attributes["dbos.step.function_id"] == 1
@@ -113,11 +113,11 @@ def test_two_steps_and_a_retry_make_the_expected_span_tree(
 def test_logs_carry_the_trace_and_span_of_their_workflow_and_step(
     dbos_config: DBOSConfig, receiver: OTLPReceiver
 ) -> None:
-    @DBOS.step(name="noisy_step")
+    @DBOS.step(name="otel_noisy_step")
     def noisy_step() -> None:
         DBOS.logger.info("inside the step")
 
-    @DBOS.workflow(name="noisy_workflow")
+    @DBOS.workflow(name="otel_noisy_workflow")
     def noisy_workflow() -> None:
         DBOS.logger.warning("inside the workflow")
         noisy_step()
@@ -129,10 +129,10 @@ def test_logs_carry_the_trace_and_span_of_their_workflow_and_step(
     receiver.wait_for(
         lambda r: {"inside the step", "inside the workflow"} <= {x.body for x in r.logs}
     )
-    receiver.wait_for(lambda r: len(r.spans_named("noisy_step")) == 1)
+    receiver.wait_for(lambda r: len(r.spans_named("otel_noisy_step")) == 1)
 
-    workflow = receiver.one_span("noisy_workflow")
-    step = receiver.one_span("noisy_step")
+    workflow = receiver.one_span("otel_noisy_workflow")
+    step = receiver.one_span("otel_noisy_step")
     by_body = {record.body: record for record in receiver.logs}
     in_workflow, in_step = by_body["inside the workflow"], by_body["inside the step"]
     assert (in_workflow.trace_id, in_workflow.span_id) == (workflow.trace_id, workflow.span_id)
@@ -151,12 +151,12 @@ def test_operations_are_events_and_an_enqueued_workflow_joins_its_callers_trace(
 ) -> None:
     queue = Queue("traced-queue")
 
-    @DBOS.workflow(name="receiver_workflow")
+    @DBOS.workflow(name="otel_receiver_workflow")
     def receiver_workflow() -> Any:
         DBOS.set_event("ready", True)
         return DBOS.recv("greeting", timeout_seconds=30)
 
-    @DBOS.workflow(name="sender_workflow")
+    @DBOS.workflow(name="otel_sender_workflow")
     def sender_workflow(target: str) -> Any:
         DBOS.sleep(0)
         assert DBOS.get_event(target, "ready", timeout_seconds=30) is True
@@ -173,7 +173,7 @@ def test_operations_are_events_and_an_enqueued_workflow_joins_its_callers_trace(
     assert target.get_result() == "hello"
     DBOS.destroy()
     receiver.wait_for(lambda r: len(r.spans_named("incoming request")) == 1)
-    receiver.wait_for(lambda r: len(r.spans_named("sender_workflow")) == 1)
+    receiver.wait_for(lambda r: len(r.spans_named("otel_sender_workflow")) == 1)
 
     request = receiver.one_span("incoming request")
     assert request.span_id == f"{request_ids.span_id:016x}"
@@ -181,11 +181,11 @@ def test_operations_are_events_and_an_enqueued_workflow_joins_its_callers_trace(
     assert enqueued == [
         {
             "dbos.workflow.id": handle.workflow_id,
-            "dbos.workflow.name": "sender_workflow",
+            "dbos.workflow.name": "otel_sender_workflow",
             "dbos.queue.name": "traced-queue",
         }
     ]
-    sender = receiver.one_span("sender_workflow")
+    sender = receiver.one_span("otel_sender_workflow")
     # Started later by the queue dispatcher, it is still a child of the request's span.
     assert (sender.trace_id, sender.parent_span_id) == (request.trace_id, request.span_id)
     assert sender.attributes["dbos.queue.name"] == "traced-queue"
@@ -196,7 +196,7 @@ def test_operations_are_events_and_an_enqueued_workflow_joins_its_callers_trace(
         "dbos.destination_id": target.workflow_id,
         "dbos.topic": "greeting",
     }
-    target_span = receiver.one_span("receiver_workflow")
+    target_span = receiver.one_span("otel_receiver_workflow")
     target_events = {name: attrs for name, attrs in target_span.events}
     assert target_events["dbos.set_event"] == {"dbos.event.key": "ready"}
     assert target_events["dbos.recv"] == {"dbos.topic": "greeting", "dbos.timeout_seconds": 30.0}
@@ -205,15 +205,15 @@ def test_operations_are_events_and_an_enqueued_workflow_joins_its_callers_trace(
 def test_failures_children_and_cancellation_are_reported(
     dbos_config: DBOSConfig, receiver: OTLPReceiver
 ) -> None:
-    @DBOS.step(name="failing_step")
+    @DBOS.step(name="otel_failing_step")
     def failing_step() -> None:
         raise ValueError("no stock")
 
-    @DBOS.workflow(name="child_workflow")
+    @DBOS.workflow(name="otel_child_workflow")
     def child_workflow() -> str:
         return "child done"
 
-    @DBOS.workflow(name="parent_workflow")
+    @DBOS.workflow(name="otel_parent_workflow")
     def parent_workflow() -> str:
         result = child_workflow()
         failing_step()
@@ -223,18 +223,18 @@ def test_failures_children_and_cancellation_are_reported(
     with SetWorkflowID("parent-1"), pytest.raises(ValueError, match="no stock"):
         parent_workflow()
     DBOS.destroy()
-    receiver.wait_for(lambda r: len(r.spans_named("parent_workflow")) == 1)
+    receiver.wait_for(lambda r: len(r.spans_named("otel_parent_workflow")) == 1)
 
-    parent = receiver.one_span("parent_workflow")
+    parent = receiver.one_span("otel_parent_workflow")
     assert parent.attributes["dbos.workflow.status"] == "ERROR"
     assert parent.status_code == 2  # STATUS_CODE_ERROR
     assert ("exception", {"exception.type": "ValueError"}) in [
         (name, {"exception.type": attrs.get("exception.type")}) for name, attrs in parent.events
     ]
-    step = receiver.one_span("failing_step")
+    step = receiver.one_span("otel_failing_step")
     assert step.parent_span_id == parent.span_id
     assert step.attributes["dbos.step.status"] == "ERROR" and step.status_code == 2
-    child = receiver.one_span("child_workflow")
+    child = receiver.one_span("otel_child_workflow")
     assert (child.trace_id, child.parent_span_id) == (parent.trace_id, parent.span_id)
     assert child.attributes["dbos.workflow.id"] == "parent-1-1"
 
@@ -248,22 +248,22 @@ def test_a_hung_collector_neither_blocks_nor_fails_steps(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "60")
     gate = threading.Event()
 
-    @DBOS.step(name="first_step")
+    @DBOS.step(name="otel_first_step")
     def first_step() -> int:
         DBOS.logger.info("first step")
         return 1
 
-    @DBOS.step(name="wait_for_gate")
+    @DBOS.step(name="otel_wait_for_gate")
     def wait_for_gate() -> int:
         assert gate.wait(30)
         return 1
 
-    @DBOS.step(name="tiny_step")
+    @DBOS.step(name="otel_tiny_step")
     def tiny_step(i: int) -> int:
         DBOS.logger.info("tiny step %d", i)
         return i
 
-    @DBOS.workflow(name="many_steps")
+    @DBOS.workflow(name="otel_many_steps")
     def many_steps(n: int) -> int:
         return first_step() + wait_for_gate() + sum(tiny_step(i) for i in range(n))
 
@@ -286,12 +286,12 @@ def test_a_collector_that_is_down_does_not_fail_workflows(dbos_config: DBOSConfi
         closed_port = s.getsockname()[1]
     endpoint = f"http://127.0.0.1:{closed_port}"
 
-    @DBOS.step(name="step_while_down")
+    @DBOS.step(name="otel_step_while_down")
     def step_while_down(i: int) -> int:
         DBOS.logger.info("step %d", i)
         return i * 2
 
-    @DBOS.workflow(name="workflow_while_down")
+    @DBOS.workflow(name="otel_workflow_while_down")
     def workflow_while_down(n: int) -> int:
         return sum(step_while_down(i) for i in range(n))
 
@@ -471,13 +471,13 @@ async def test_async_workflow_with_concurrent_steps_nests_each_step_under_it(
 ) -> None:
     import asyncio
 
-    @DBOS.step(name="async_fetch")
+    @DBOS.step(name="otel_async_fetch")
     async def fetch(i: int) -> int:
         await asyncio.sleep(0.01)
         DBOS.logger.info("fetched %d", i)
         return i
 
-    @DBOS.workflow(name="async_gather")
+    @DBOS.workflow(name="otel_async_gather")
     async def gather_workflow() -> int:
         values = await asyncio.gather(fetch(1), fetch(2), fetch(3))
         return sum(values)
@@ -486,11 +486,11 @@ async def test_async_workflow_with_concurrent_steps_nests_each_step_under_it(
     with SetWorkflowID("async-1"):
         assert await gather_workflow() == 6
     DBOS.destroy()
-    receiver.wait_for(lambda r: len(r.spans_named("async_fetch")) == 3)
+    receiver.wait_for(lambda r: len(r.spans_named("otel_async_fetch")) == 3)
     receiver.wait_for(lambda r: sum(x.body.startswith("fetched") for x in r.logs) == 3)
 
-    workflow = receiver.one_span("async_gather")
-    fetches = receiver.spans_named("async_fetch")
+    workflow = receiver.one_span("otel_async_gather")
+    fetches = receiver.spans_named("otel_async_fetch")
     assert {s.parent_span_id for s in fetches} == {workflow.span_id}
     assert sorted(s.attributes["dbos.step.function_id"] for s in fetches) == [1, 2, 3]
     # Each log line carries the span of the step (task) that wrote it.
