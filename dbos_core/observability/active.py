@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..error import DBOSWorkflowCancelledError
+from ..runtime import context as ctx
 from . import Telemetry
 
 if TYPE_CHECKING:
@@ -136,8 +137,6 @@ class ActiveTelemetry(Telemetry):
     def _observed_step(
         self, state: WorkflowState, function_id: int, name: str, body: Protocol[T], kind: str
     ) -> Protocol[T]:
-        from ..runtime import context as ctx
-
         started = time.perf_counter()
         scope = None
         try:

@@ -263,9 +263,13 @@ class Tracing:
     def end_step(self, scope: Scope, error: BaseException | None, attempt: int) -> None:
         span = scope.span
         otel_context.attach(scope.previous)
-        span.set_attribute("dbos.step.attempt", attempt)
-        span.set_attribute("dbos.step.retries", attempt - 1)
-        span.set_attribute("dbos.step.status", "SUCCESS" if error is None else "ERROR")
+        span.set_attributes(
+            {
+                "dbos.step.attempt": attempt,
+                "dbos.step.retries": attempt - 1,
+                "dbos.step.status": "SUCCESS" if error is None else "ERROR",
+            }
+        )
         if error is not None:
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
