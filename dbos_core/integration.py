@@ -198,18 +198,13 @@ def add_after_work_hook(hook: Callable[[], None]) -> None:
         after_work_hooks.append(hook)
 
 
-class DBOSMetricsDisabledError(DBOSException):
-    """A metrics view was asked for metrics, but ``enable_metrics`` is off."""
-
-    code = "METRICS_DISABLED"
-    http_status = 404
-
-
 def metrics_exposition() -> tuple[bytes, str]:
     """The Prometheus text of the running DBOS and its content type, for the adapters'
     metrics views (each mounts it behind its own framework's authentication)."""
     rt = global_state.get_runtime()
     exposition = rt.telemetry.metrics_exposition()
     if exposition is None:
+        from .error import DBOSMetricsDisabledError
+
         raise DBOSMetricsDisabledError("Metrics are off: set enable_metrics in DBOSConfig")
     return exposition

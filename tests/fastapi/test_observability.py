@@ -68,3 +68,18 @@ def test_a_request_with_traceparent_starts_a_workflow_in_its_trace(
     assert workflow.attributes["dbos.workflow.id"] == "traced-cart"
     steps = {s.name for s in receiver.children_of(workflow)}
     assert steps == {"price_order", "charge_card", "send_confirmation"}
+
+
+def test_the_metrics_route_says_when_metrics_are_off(dbos_config: DBOSConfig) -> None:
+    from fastapi import FastAPI
+
+    from dbos_fastapi import DBOSMiddleware, metrics_router
+
+    app = FastAPI()
+    app.include_router(metrics_router(dependencies=[]))  # public, on purpose
+    app.add_middleware(DBOSMiddleware, config=dbos_config)
+    DBOS.destroy()
+    with TestClient(app) as client:
+        off = client.get("/metrics")
+    DBOS.destroy()
+    assert off.status_code == 404 and off.json()["error"] == "METRICS_DISABLED"
