@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .errors import error_json_response, install_exception_handlers
 from .logs import RequestIdLogFilter
+from .metrics import metrics_router
 from .middleware import DBOSMiddleware
 from .users import UserResolver, set_authenticated_user
 
@@ -19,5 +20,6 @@ __all__ = [
     "UserResolver",
     "error_json_response",
     "install_exception_handlers",
+    "metrics_router",
     "set_authenticated_user",
 ]

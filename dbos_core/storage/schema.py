@@ -61,6 +61,9 @@ workflow_status = Table(
     Column("forked_from", Text),
     # Guards against recovering a workflow more times than allowed.
     Column("max_recovery_attempts", Integer),
+    # W3C traceparent of the trace the workflow belongs to (migration v3), so that an
+    # execution recovered in another process continues the same trace.
+    Column("trace_context", Text),
     UniqueConstraint("queue_name", "deduplication_id", name="uq_workflow_status_queue_dedup"),
 )
 Index("ix_workflow_status_created_at", workflow_status.c.created_at)
