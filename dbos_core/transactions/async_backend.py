@@ -9,9 +9,12 @@ with the function's writes, exactly as in the sync backends, whose transaction r
 
 Event loops: DBOS runs recovered and queued async workflows on its own event loop, the
 application runs requests on its loop, and both check connections out of the same pool.
-The drivers above do not tie a connection to a loop; SQLAlchemy's async pool does tie
-its wait queue to the first loop that had to wait for a free connection, so size the
-pool for the peak of both (or use ``NullPool``). asyncpg ties each connection to the loop
+The drivers above do not tie a connection to a loop. SQLAlchemy's async engine has two
+asyncio primitives that do: the lock around the engine's very first connection (DBOS
+makes that connection at launch, on its loop, before anyone else can race it; see
+``protocol.async_backend_for``), and the pool's wait queue, bound to the first loop that
+had to wait for a free connection: size the pool for the peak of both loops (or use
+``NullPool``). asyncpg ties each connection to the loop
 that opened it, so it is accepted only with ``NullPool`` (checked in ``config.py``).
 """
 
@@ -86,14 +89,10 @@ class AsyncEngineTransactionBackend(AsyncTransactionBackend):
         self._make_session = async_session_maker(session_factory)
         self._schema = schema
         self._options = schema_options(engine.dialect.name, schema)
-        self._started = False
 
     async def start(self) -> None:
-        if self._started:
-            return
         async with self.engine.connect() as conn:
             await conn.run_sync(create_checkpoint_table, transaction_outputs, self._schema)
-        self._started = True
 
     async def recorded_output(self, workflow_id: str, function_id: int) -> RecordedOutput | None:
         async with self.engine.connect() as conn:

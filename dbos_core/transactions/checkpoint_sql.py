@@ -19,23 +19,16 @@ from .backend import Checkpoint
 SCHEMA_PLACEHOLDER = "dbos"
 
 
-def define_checkpoint_table(metadata: sa.MetaData, name: str) -> sa.Table:
-    """The checkpoint table, named ``name`` in ``metadata``.
-
-    Its primary key is what makes a concurrent duplicate execution commit only once.
-    """
-    existing = metadata.tables.get(name if metadata.schema is None else f"{metadata.schema}.{name}")
-    if existing is not None:
-        return existing
-    return sa.Table(
-        name,
-        metadata,
+def checkpoint_columns(name: str) -> list[sa.schema.SchemaItem]:
+    """The columns of a checkpoint table named ``name``. Its primary key is what makes a
+    concurrent duplicate execution commit only once."""
+    return [
         sa.Column("workflow_uuid", sa.Text, nullable=False),
         sa.Column("function_id", sa.Integer, nullable=False),
         sa.Column("output", sa.Text),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("workflow_uuid", "function_id", name=f"{name}_pkey"),
-    )
+    ]
 
 
 def insert_checkpoint(table: sa.Table, checkpoint: Checkpoint, result: Any) -> sa.Insert:

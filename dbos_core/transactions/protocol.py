@@ -9,6 +9,8 @@ the application-database row and records it without running the function again.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import random
 import threading
 import time
@@ -37,9 +39,10 @@ _in_async_transaction: ContextVar[bool] = ContextVar("dbos_async_transaction", d
 BackendFactory = Callable[[Runtime], TransactionBackend]
 _factory: BackendFactory | None = None
 _backends: weakref.WeakKeyDictionary[Runtime, TransactionBackend] = weakref.WeakKeyDictionary()
-_async_backends: weakref.WeakKeyDictionary[Runtime, AsyncTransactionBackend] = (
-    weakref.WeakKeyDictionary()
-)
+# Each async backend with a future that is done once it has connected (and how).
+_async_backends: weakref.WeakKeyDictionary[
+    Runtime, tuple[AsyncTransactionBackend, concurrent.futures.Future[None]]
+] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 MAX_RETRY_DELAY = 1.0
@@ -108,24 +111,54 @@ NO_ASYNC_ENGINE = (
 
 
 async def async_backend_for(rt: Runtime) -> AsyncTransactionBackend:
-    """The runtime's async backend, its checkpoint table created on first use."""
+    """The runtime's async backend, its checkpoint table created on first use.
+
+    Several event loops may ask at once (the caller's, DBOS's own). Only the first one
+    connects: SQLAlchemy guards an engine's first connection with an asyncio lock, whose
+    waiters in another loop would never be woken. The others wait on a thread-safe future.
+    """
     with _lock:
-        backend = _async_backends.get(rt)
-        if backend is None:
-            backend = _async_factory(rt)
-            _async_backends[rt] = backend
-    await backend.start()
+        entry = _async_backends.get(rt)
+        first = entry is None
+        if entry is None:
+            entry = (_async_factory(rt), concurrent.futures.Future())
+            _async_backends[rt] = entry
+    backend, started = entry
+    if not first:
+        await asyncio.wrap_future(started)
+        return backend
+    try:
+        await backend.start()
+    except BaseException as exc:
+        with _lock:
+            if _async_backends.get(rt) is entry:
+                del _async_backends[rt]  # the next call tries again
+        started.set_exception(exc)
+        raise
+    started.set_result(None)
     return backend
 
 
-class _BackendCloser:
-    """Closes the backend's connections when the runtime is destroyed."""
+class _BackendLifecycle:
+    """Connects the async backend at launch, closes the backends' connections at destroy."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = weakref.ref(rt)
 
     def start(self) -> None:
-        pass
+        rt = self._rt()
+        if rt is None or rt.config.application_async_engine is None:
+            return
+        # The engine's first connection, on DBOS's loop, before DBOS.launch() returns:
+        # later callers on any loop then find it connected (see async_backend_for).
+        try:
+            rt.run_coroutine(async_backend_for(rt)).result(rt.config.database_connect_timeout)
+        except Exception as exc:
+            rt.logger.warning(
+                "The application's async engine is not reachable yet (%s); async "
+                "transactions will connect when first called",
+                exc,
+            )
 
     def stop(self) -> None:
         rt = self._rt()
@@ -139,11 +172,11 @@ class _BackendCloser:
             backend.stop()
 
 
-def _closer_factory(rt: Runtime) -> Service:
-    return _BackendCloser(rt)
+def _lifecycle_factory(rt: Runtime) -> Service:
+    return _BackendLifecycle(rt)
 
 
-service_factories.append(_closer_factory)
+service_factories.append(_lifecycle_factory)
 
 
 def transaction_protocol(
