@@ -16,7 +16,7 @@ from tests.conftest import _created_pg_databases, _pg_admin, make_database_url
 
 # The Django harness needs a configured Django (the same settings as tests/django).
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django.settings")
-import django  # noqa: E402
+import django
 
 django.setup()
 from dbos_core.integration import set_transaction_backend_factory  # noqa: E402

@@ -24,8 +24,7 @@ import sqlalchemy as sa
 
 from dbos_core import DBOS, DBOSConfig, SetWorkflowID
 from dbos_core.runtime.global_state import get_runtime
-from dbos_core.transactions import Checkpoint
-from dbos_core.transactions import protocol
+from dbos_core.transactions import Checkpoint, protocol
 
 BACKENDS = {
     "sqlalchemy-url": "tests.transactions.backends.sqlalchemy_url",
