@@ -1,5 +1,6 @@
 """The Flask adapter of the durable-workflow suite: ``DBOSFlask`` (see README)."""
 
 from .extension import DBOSFlask, DBOSFlaskState
+from .transactions import DBOSFlaskSessionError, transaction
 
-__all__ = ["DBOSFlask", "DBOSFlaskState"]
+__all__ = ["DBOSFlask", "DBOSFlaskSessionError", "DBOSFlaskState", "transaction"]

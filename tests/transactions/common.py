@@ -4,9 +4,11 @@ the race that makes two transactions conflict, and the crash points."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -26,6 +28,21 @@ counters = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("value", sa.Integer, nullable=False),
 )
+
+
+@contextlib.contextmanager
+def app_databases(tmp_path: Path, *labels: str) -> Iterator[list[str]]:
+    """Empty application databases (SQLite files, or PostgreSQL databases dropped after)."""
+    from tests.conftest import _created_pg_databases, _pg_admin, make_database_url
+
+    start = len(_created_pg_databases)
+    try:
+        yield [make_database_url(tmp_path, label) for label in labels]
+    finally:
+        for name in _created_pg_databases[start:]:
+            with contextlib.suppress(Exception):
+                _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        del _created_pg_databases[start:]
 
 
 def sync_url(url: str) -> str:

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from dbos_core import DBOS
-from tests.conftest import _created_pg_databases, _pg_admin, make_database_url
 
 # The Django harness needs a configured Django (the same settings as tests/django).
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django.settings")
@@ -30,14 +29,9 @@ from tests.transactions.harness import BACKENDS, Harness, create_app_tables, har
 
 @pytest.fixture()
 def app_url(tmp_path: Path) -> Iterator[str]:
-    start = len(_created_pg_databases)
-    url = make_database_url(tmp_path, "app")
-    create_app_tables(url)
-    yield url
-    for name in _created_pg_databases[start:]:
-        with contextlib.suppress(Exception):
-            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    del _created_pg_databases[start:]
+    with common.app_databases(tmp_path, "app") as (url,):
+        create_app_tables(url)
+        yield url
 
 
 @pytest.fixture()
