@@ -182,7 +182,10 @@ def test_coroutine_transaction_without_async_engine_is_refused(
     # Decorating is allowed (the configuration may come later); calling says what to do.
     with pytest.raises(DBOSException, match=r"async def .*application_async_engine.*to_thread"):
         asyncio.run(needs_async_engine("x"))
-    with SetWorkflowID("no-async-engine"), pytest.raises(DBOSException, match="needs an async database engine"):
+    with (
+        SetWorkflowID("no-async-engine"),
+        pytest.raises(DBOSException, match="needs an async database engine"),
+    ):
         asyncio.run(uses_it())
     assert calls == []
     # Refused before the step began: nothing was recorded for it.
