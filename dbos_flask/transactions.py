@@ -59,7 +59,9 @@ _DEFAULT: Any = object()
 _bind_key: ContextVar[Any] = ContextVar("dbos_flask_bind_key", default=_DEFAULT)
 # Bind keys named by decorators, so each gets the checkpoint table in its metadata.
 _used_bind_keys: set[str | None] = set()
-_installed: list[Any] = []  # the db objects of DBOSFlask(db=...)
+# (db, its app's bind keys) of each DBOSFlask(db=...), so a decorator's bind key reaches
+# the metadata of the dbs whose app configures that bind, and no other.
+_installed: set[tuple[Any, frozenset[str]]] = set()
 _lock = threading.Lock()
 
 
@@ -118,11 +120,11 @@ def install(app: Flask, db: Any, bind_key: str | None, config: dict[str, Any] | 
                 f"DBOSFlask(db=...) runs transactions on the app's Flask-SQLAlchemy db, and "
                 f"DBOS_{key.upper()} names another application database: give one of them"
             )
+    binds = frozenset(app.config.get("SQLALCHEMY_BINDS") or {})
     with _lock:
-        if all(d is not db for d in _installed):
-            _installed.append(db)
+        _installed.add((db, binds))
         _track_flushes(db.session.session_factory.class_)
-        for used in {bind_key, *_used_bind_keys}:
+        for used in _bind_keys_of(bind_key, binds):
             checkpoint_table(db, used)
     app.extensions[STATE_KEY] = FlaskSQLAlchemyState(db, bind_key)
     set_transaction_backend_factory(lambda rt: FlaskSQLAlchemyBackend(app, db, bind_key))
@@ -149,13 +151,20 @@ def _track_flushes(session_class: type) -> None:
     sa.event.listen(session_class, "after_transaction_end", ended)
 
 
+def _bind_keys_of(default: str | None, binds: frozenset[str]) -> list[str | None]:
+    """The binds transactions of an app use: its default one and every bind named by a
+    ``dbos_flask.transaction(bind_key=...)`` that the app configures."""
+    keys = {default, *(key for key in _used_bind_keys if key is None or key in binds)}
+    return sorted(keys, key=lambda k: "" if k is None else k)
+
+
 def create_checkpoint_tables(app: Flask) -> list[str | None]:
     """Create the checkpoint table in every bind transactions use (``flask dbos migrate``);
     returns those bind keys. Needs an app context."""
     state = state_of(app)
     if state is None:
         return []
-    keys = sorted({state.bind_key, *_used_bind_keys}, key=lambda k: "" if k is None else k)
+    keys = _bind_keys_of(state.bind_key, frozenset(app.config.get("SQLALCHEMY_BINDS") or {}))
     for key in keys:
         checkpoint_table(state.db, key).create(state.db.engines[key], checkfirst=True)
     return keys
@@ -346,8 +355,9 @@ def transaction(
             return cast(Callable[P, R], inner)
         with _lock:
             _used_bind_keys.add(bind_key)
-            for db in _installed:
-                checkpoint_table(db, bind_key)
+            for db, binds in _installed:
+                if bind_key is None or bind_key in binds:
+                    checkpoint_table(db, bind_key)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
