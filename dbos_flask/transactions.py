@@ -106,7 +106,7 @@ def install(app: Flask, db: Any, bind_key: str | None, config: dict[str, Any] | 
         from flask_sqlalchemy import SQLAlchemy
     except ImportError as exc:
         raise DBOSConfigurationError(
-            "DBOSFlask(db=...) needs Flask-SQLAlchemy: pip install 'dbos-suite[flask]'"
+            "DBOSFlask(db=...) needs Flask-SQLAlchemy: pip install 'dbos-suite[flask-sqlalchemy]'"
         ) from exc
     if not isinstance(db, SQLAlchemy):
         raise DBOSConfigurationError(
