@@ -55,6 +55,16 @@ class DBOSConfig(TypedDict, total=False):
     # Prometheus metrics (extra "metrics"): served at /metrics by the admin server and
     # by the adapters' metrics views. Not in the seeds; ours.
     enable_metrics: bool | None
+    # The application's own SQLAlchemy objects for @DBOS.transaction (instead of
+    # application_database_url): one pool, the application's sessions. Not in the seeds.
+    application_database_engine: sqlalchemy.Engine | None
+    # A sessionmaker or a Session subclass (SQLModel's Session); its bind is the engine
+    # when application_database_engine is not given.
+    application_session_factory: Any
+    # For async def transactions: an AsyncEngine (aiosqlite, psycopg async) and/or an
+    # async_sessionmaker or AsyncSession subclass.
+    application_async_engine: Any
+    application_async_session_factory: Any
 
 
 KNOWN_KEYS = frozenset(DBOSConfig.__annotations__)
@@ -95,6 +105,10 @@ class ResolvedConfig:
     otlp_logs_endpoints: list[str] = field(default_factory=list)
     otlp_attributes: dict[str, str] = field(default_factory=dict)
     enable_metrics: bool = False
+    application_database_engine: Any = None
+    application_session_factory: Any = None
+    application_async_engine: Any = None
+    application_async_session_factory: Any = None
 
 
 def _positive_int(config: dict[str, Any], key: str, default: int) -> int:
@@ -266,6 +280,8 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         raise DBOSConfigurationError(
             f"DBOSConfig['admin_deserialize_values'] must be a bool, got {deserialize_values!r}"
         )
+    app_engine, session_factory = _application_engine(raw, app_url)
+    async_engine, async_session_factory = _application_async_engine(raw)
 
     return ResolvedConfig(
         name=name,
@@ -293,6 +309,10 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         admin_allowed_hosts=[h.lower() for h in allowed_hosts],
         admin_deserialize_values=bool(deserialize_values),
         **_observability(raw),
+        application_database_engine=app_engine,
+        application_session_factory=session_factory,
+        application_async_engine=async_engine,
+        application_async_session_factory=async_session_factory,
     )
 
 
@@ -351,6 +371,126 @@ def _observability(raw: dict[str, Any]) -> dict[str, Any]:
         "otlp_attributes": dict(attributes),
         "enable_metrics": _optional_bool(raw, "enable_metrics"),
     }
+
+
+def _check_engine_database(engine: Any, key: str, drivers: tuple[str, ...] | None) -> None:
+    """The engine must reach a durable SQLite file or PostgreSQL (the checkpoint table
+    has to survive the process), through a driver we know how to run."""
+    url = engine.url
+    dialect = url.get_backend_name()
+    if dialect not in ("sqlite", "postgresql"):
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{key!r}] uses the unsupported database {dialect!r}; use SQLite or PostgreSQL"
+        )
+    database = url.database or ""
+    if dialect == "sqlite" and (database in ("", ":memory:") or "mode=memory" in str(url)):
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{key!r}] is an in-memory SQLite database, which cannot keep "
+            "checkpoints durable; give it a file path"
+        )
+    driver = url.get_driver_name()
+    if drivers is not None and driver not in drivers:
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{key!r}] uses the driver {dialect}+{driver}; async transactions "
+            f"support {', '.join(drivers)}"
+        )
+
+
+def _engine_and_factory(
+    raw: dict[str, Any],
+    keys: tuple[str, str],
+    engine_type: type,
+    factory_types: tuple[type, type],
+) -> tuple[Any, Any]:
+    """The engine of ``keys[0]`` and the session factory of ``keys[1]`` (a sessionmaker
+    instance or a session class), checked; the engine defaults to the factory's bind."""
+    engine_key, factory_key = keys
+    engine = raw.get(engine_key)
+    factory = raw.get(factory_key)
+    if engine is None and factory is None:
+        return None, None
+    if engine is not None and not isinstance(engine, engine_type):
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{engine_key!r}] must be a sqlalchemy {engine_type.__name__}, "
+            f"got {type(engine).__name__}"
+        )
+    if factory is None:
+        return engine, None
+    maker_type, session_type = factory_types
+    is_class = isinstance(factory, type) and issubclass(factory, session_type)
+    if not (isinstance(factory, maker_type) or is_class):
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{factory_key!r}] must be a sqlalchemy {maker_type.__name__} or a "
+            f"{session_type.__name__} subclass (such as SQLModel's Session), got {factory!r}"
+        )
+    kw = getattr(factory, "kw", None) if not is_class else None
+    bound = kw.get("bind") if isinstance(kw, dict) else None
+    if isinstance(kw, dict) and kw.get("binds"):
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{factory_key!r}] has binds= (several databases): a DBOS transaction "
+            "commits on one connection, so give a factory of one engine"
+        )
+    if bound is not None and not isinstance(bound, engine_type):
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{factory_key!r}] must be bound to an {engine_type.__name__}, not to "
+            f"{type(bound).__name__}"
+        )
+    if engine is None:
+        engine = bound
+    elif bound is not None and bound is not engine:
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{factory_key!r}] is bound to another engine than "
+            f"DBOSConfig[{engine_key!r}]; give one engine"
+        )
+    if engine is None:
+        raise DBOSConfigurationError(
+            f"DBOSConfig[{factory_key!r}] has no bind: give DBOSConfig[{engine_key!r}] too"
+        )
+    return engine, factory
+
+
+def _application_engine(raw: dict[str, Any], app_url: str | None) -> tuple[Any, Any]:
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session, sessionmaker
+
+    keys = ("application_database_engine", "application_session_factory")
+    engine, factory = _engine_and_factory(raw, keys, sa.Engine, (sessionmaker, Session))
+    if engine is None:
+        return None, None
+    if app_url is not None:
+        raise DBOSConfigurationError(
+            "DBOSConfig['application_database_url'] and an application engine/session factory "
+            "both name the application database; give one of them"
+        )
+    _check_engine_database(engine, keys[0], None)
+    return engine, factory
+
+
+ASYNC_DRIVERS = ("aiosqlite", "psycopg", "psycopg_async", "asyncpg")
+
+
+def _application_async_engine(raw: dict[str, Any]) -> tuple[Any, Any]:
+    keys = ("application_async_engine", "application_async_session_factory")
+    if raw.get(keys[0]) is None and raw.get(keys[1]) is None:
+        return None, None  # (and sqlalchemy.ext.asyncio stays unimported)
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    engine, factory = _engine_and_factory(
+        raw, keys, AsyncEngine, (async_sessionmaker, AsyncSession)
+    )
+    _check_engine_database(engine, keys[0], ASYNC_DRIVERS)
+    if engine.url.get_driver_name() == "asyncpg" and not isinstance(
+        engine.sync_engine.pool, sa.pool.NullPool
+    ):
+        # See async_backend.py: connections must not belong to one event loop.
+        raise DBOSConfigurationError(
+            "DBOSConfig['application_async_engine'] uses asyncpg, whose connections belong "
+            "to the event loop that opened them, and DBOS runs recovered and queued "
+            "workflows on its own loop: use postgresql+psycopg://, or create the engine "
+            "with poolclass=NullPool"
+        )
+    return engine, factory
 
 
 def configure_logger(level: str) -> logging.Logger:

@@ -17,7 +17,12 @@ from typing import Any, ParamSpec, TypeVar, cast
 from dbos_core import DBOS
 from dbos_core.error import DBOSException
 from dbos_core.integration import set_transaction_backend_factory
-from dbos_core.transactions import Checkpoint, RecordedOutput, TransactionBackend
+from dbos_core.transactions import (
+    Checkpoint,
+    RecordedOutput,
+    TransactionBackend,
+    is_serialization_failure,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -25,8 +30,6 @@ T = TypeVar("T")
 
 # The alias chosen by @dbos_django.transaction(using=...) for the call in progress.
 _alias: ContextVar[str | None] = ContextVar("dbos_django_alias", default=None)
-
-_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 class DBOSDjangoAtomicError(DBOSException):
@@ -130,13 +133,8 @@ class DjangoTransactionBackend(TransactionBackend):
             _release(connection)
 
     def is_retryable(self, exc: BaseException) -> bool:
-        from django.db import OperationalError
-
-        cause = exc.__cause__
-        sqlstate = getattr(cause, "sqlstate", None)
-        if sqlstate is not None:
-            return sqlstate in _RETRY_SQLSTATES
-        return isinstance(exc, OperationalError) and "database is locked" in str(exc)
+        # The classification every backend shares (Django chains the driver's error).
+        return is_serialization_failure(exc)
 
 
 def _release(connection: Any) -> None:

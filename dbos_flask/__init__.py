@@ -2,5 +2,12 @@
 
 from .extension import DBOSFlask, DBOSFlaskState
 from .metrics import metrics_blueprint
+from .transactions import DBOSFlaskSessionError, transaction
 
-__all__ = ["DBOSFlask", "DBOSFlaskState", "metrics_blueprint"]
+__all__ = [
+    "DBOSFlask",
+    "DBOSFlaskSessionError",
+    "DBOSFlaskState",
+    "metrics_blueprint",
+    "transaction",
+]

@@ -78,7 +78,10 @@ def _run(action: Callable[[], Any]) -> Any:
 
 @dbos_cli.command("migrate")
 def migrate_command() -> None:
-    """Create or upgrade the DBOS system database."""
+    """Create or upgrade the DBOS system database, and the checkpoint table of
+    transactions in the app's Flask-SQLAlchemy database (with DBOSFlask(db=...))."""
+    from .transactions import CHECKPOINT_TABLE, create_checkpoint_tables
+
     _configure()
     try:
         seam.migrate_system_database()
@@ -87,6 +90,9 @@ def migrate_command() -> None:
     finally:
         seam.destroy()
     click.echo("DBOS system database is up to date")
+    for bind_key in create_checkpoint_tables(current_app):
+        where = "default bind" if bind_key is None else f"bind {bind_key!r}"
+        click.echo(f"DBOS checkpoint table {CHECKPOINT_TABLE} is ready ({where})")
 
 
 @dbos_cli.command("reset")

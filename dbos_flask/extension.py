@@ -102,6 +102,8 @@ class DBOSFlask:
 
     ``dbos = DBOSFlask(); dbos.init_app(app)`` (application factories) or
     ``DBOSFlask(app)``. Configuration comes from ``app.config`` (see README).
+    ``db=`` (a Flask-SQLAlchemy ``SQLAlchemy``) runs ``@DBOS.transaction`` on the app's
+    own ``db``, on its default bind or on ``bind_key``.
     """
 
     def __init__(
@@ -112,8 +114,13 @@ class DBOSFlask:
         user_resolver: UserResolverArg | None = None,
         idempotency_header: str | None = None,
         launch_on_first_request: bool | None = None,
+        db: Any = None,
+        bind_key: str | None = None,
     ) -> None:
         self.config = config
+        # A flask_sqlalchemy.SQLAlchemy: @DBOS.transaction then runs on it (transactions.py).
+        self.db = db
+        self.bind_key = bind_key
         self.user_resolver = user_resolver
         self.idempotency_header = idempotency_header
         self.launch_on_first_request = launch_on_first_request
@@ -145,6 +152,10 @@ class DBOSFlask:
             ),
             user_resolver=self.user_resolver,
         )
+        if self.db is not None:
+            from .transactions import install
+
+            install(app, self.db, self.bind_key, dict(state.config or {}))
         app.extensions[EXTENSION_KEY] = state
         install_request_hooks(app, state)
         if seam.setting_bool(app.config.get("DBOS_ERROR_HANDLERS", True), "DBOS_ERROR_HANDLERS"):

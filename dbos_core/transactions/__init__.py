@@ -8,5 +8,12 @@ supply another (the Django ORM) through ``dbos_core.integration``.
 from __future__ import annotations
 
 from .backend import Checkpoint, RecordedOutput, TransactionBackend
+from .errors import DBOSTransactionEndedError, is_serialization_failure
 
-__all__ = ["Checkpoint", "RecordedOutput", "TransactionBackend"]
+__all__ = [
+    "Checkpoint",
+    "DBOSTransactionEndedError",
+    "RecordedOutput",
+    "TransactionBackend",
+    "is_serialization_failure",
+]

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..storage.database import Database
 from .backend import Checkpoint, RecordedOutput, TransactionBackend
+from .errors import is_serialization_failure
 
 T = TypeVar("T")
 
@@ -27,9 +28,6 @@ transaction_outputs = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.PrimaryKeyConstraint("workflow_uuid", "function_id"),
 )
-
-# Serialization failure and deadlock: PostgreSQL asks the client to run it again.
-_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 class SQLAlchemyTransactionBackend(TransactionBackend):
@@ -72,10 +70,11 @@ class SQLAlchemyTransactionBackend(TransactionBackend):
         isolation_level: str,
     ) -> T:
         with self.db.engine.connect() as conn:
-            # The connection is in autocommit mode; the transaction boundaries are ours,
-            # BEGIN IMMEDIATE on SQLite so two writers never deadlock on lock upgrade.
+            # The connection is in autocommit mode; the transaction boundaries are ours.
+            # DEFERRED on SQLite, as in every backend: a conflicting lock upgrade fails at
+            # once with SQLITE_BUSY and is retried (see errors.py).
             if self.db.is_sqlite:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                conn.exec_driver_sql("BEGIN")
             else:
                 conn.exec_driver_sql(f"BEGIN ISOLATION LEVEL {isolation_level}")
             session = Session(bind=conn, autoflush=True, expire_on_commit=False)
@@ -103,9 +102,4 @@ class SQLAlchemyTransactionBackend(TransactionBackend):
             return result
 
     def is_retryable(self, exc: BaseException) -> bool:
-        if not isinstance(exc, sa.exc.DBAPIError):
-            return False
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        if sqlstate is not None:
-            return sqlstate in _RETRY_SQLSTATES
-        return self.db.is_sqlite and "database is locked" in str(exc.orig)
+        return is_serialization_failure(exc)

@@ -1,4 +1,4 @@
-"""Run the order service on the embedded SQLite default with one command:
+"""Run the order service on the embedded SQLite defaults with one command:
 
     python example_projects/flask_orders/run.py
 
@@ -9,7 +9,9 @@ then, in another shell:
     curl localhost:5000/orders/order-1
 
 Environment: PORT (default 5000), ORDERS_DATA_DIR (default ./instance beside the
-package), FLASK_DBOS_SYSTEM_DATABASE_URL to use PostgreSQL instead.
+package), FLASK_DBOS_SYSTEM_DATABASE_URL and FLASK_SQLALCHEMY_DATABASE_URI to use
+PostgreSQL instead, FLASK_ORDERS_PAYMENT_SECONDS to make payments slow enough to kill
+the server in the middle of one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 import signal
 import sys
 from pathlib import Path
+
+import flask_migrate
 
 HERE = Path(__file__).resolve().parent
 # Runnable from a checkout without installing: the package and the repository root.
@@ -28,6 +32,8 @@ from flask_orders import create_app, dbos  # noqa: E402
 
 def main() -> None:
     app = create_app()
+    with app.app_context():
+        flask_migrate.upgrade()  # the app's tables and DBOS's checkpoint table
     # Launch now (not lazily) so orders interrupted by a crash resume at startup.
     dbos.launch(app)
     # SIGTERM exits normally, so DBOS is destroyed cleanly at exit (atexit).

@@ -164,12 +164,32 @@ def test_conflicting_transactions_are_retried(txn_dbos: type[DBOS], app_url: str
         assert len(attempts) > 2
 
 
-def test_coroutine_transaction_refused_at_decoration(txn_dbos: type[DBOS]) -> None:
-    with pytest.raises(DBOSException, match="coroutine"):
+def test_coroutine_transaction_without_async_engine_is_refused(
+    txn_dbos: type[DBOS], app_url: str
+) -> None:
+    import asyncio
 
-        @DBOS.transaction()
-        async def bad() -> None:
-            pass
+    calls: list[str] = []
+
+    @DBOS.transaction()
+    async def needs_async_engine(name: str) -> None:
+        calls.append(name)
+
+    @DBOS.workflow()
+    async def uses_it() -> None:
+        await needs_async_engine("x")
+
+    # Decorating is allowed (the configuration may come later); calling says what to do.
+    with pytest.raises(DBOSException, match=r"async def .*application_async_engine.*to_thread"):
+        asyncio.run(needs_async_engine("x"))
+    with (
+        SetWorkflowID("no-async-engine"),
+        pytest.raises(DBOSException, match="needs an async database engine"),
+    ):
+        asyncio.run(uses_it())
+    assert calls == []
+    # Refused before the step began: nothing was recorded for it.
+    assert DBOS.list_workflow_steps("no-async-engine") == []
 
     with pytest.raises(DBOSException, match="isolation_level"):
         DBOS.transaction(isolation_level="CHAOS")

@@ -10,9 +10,11 @@ import pytest
 from flask import Flask
 
 from dbos_core import DBOS
+from dbos_core.integration import set_transaction_backend_factory
 from tests.core.crashutil import ROOT
 from tests.metrics_text import Scrape
 from tests.otlp_receiver import OTLPReceiver, otlp_receiver
+from tests.transactions.common import app_databases, sync_url
 
 EXAMPLE = ROOT / "example_projects" / "flask_orders"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -26,13 +28,25 @@ def receiver() -> Iterator[OTLPReceiver]:
 
 
 @pytest.fixture()
+def orders_db(tmp_path: Path) -> Iterator[str]:
+    with app_databases(tmp_path, "orders_app") as (url,):
+        yield sync_url(url)
+
+
+@pytest.fixture()
 def traced_app(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: OTLPReceiver
+    db_url: str,
+    orders_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: OTLPReceiver,
 ) -> Iterator[Flask]:
     monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.setenv("ORDERS_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ORDERS_METRICS_TOKEN", "scrape-me")
+    import flask_migrate
     from flask_orders import create_app
+    from flask_orders.models import db
 
     DBOS.destroy()
     app = create_app(
@@ -42,10 +56,16 @@ def traced_app(
             "DBOS_ENABLE_OTLP": True,
             "DBOS_OTLP_TRACES_ENDPOINTS": [receiver.traces_endpoint],
             "DBOS_ENABLE_METRICS": True,
+            "SQLALCHEMY_DATABASE_URI": orders_db,
         }
     )
+    with app.app_context():
+        flask_migrate.upgrade()
     yield app
     DBOS.destroy()
+    with app.app_context():
+        db.engine.dispose()
+    set_transaction_backend_factory(None)
 
 
 def test_a_request_with_traceparent_enqueues_a_workflow_in_its_trace(
@@ -78,4 +98,9 @@ def test_a_request_with_traceparent_enqueues_a_workflow_in_its_trace(
     workflow = receiver.one_span("checkout_order")
     assert (workflow.trace_id, workflow.parent_span_id) == (TRACE_ID, request.span_id)
     assert workflow.attributes["dbos.queue.name"] == "orders"
-    assert len(receiver.children_of(workflow)) == 3
+    assert sorted(s.name for s in receiver.children_of(workflow)) == [
+        "charge_order_payment",
+        "mark_order_paid",
+        "reserve_order_items",
+        "send_order_confirmation",
+    ]

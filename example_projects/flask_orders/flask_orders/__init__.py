@@ -1,7 +1,8 @@
 """An order service on Flask whose checkout is a durable workflow.
 
-``create_app()`` is the application factory; ``dbos`` is the extension object,
-created once and bound to each app with ``init_app``.
+``create_app()`` is the application factory; ``db`` (Flask-SQLAlchemy) and ``dbos`` (the
+DBOS extension, told to run transactions on ``db``) are created once and bound to each
+app with ``init_app``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, abort, request
+from flask_migrate import Migrate
 
 from dbos_flask import DBOSFlask, metrics_blueprint
 
-dbos = DBOSFlask()
+from .models import db
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+
+dbos = DBOSFlask(db=db)
+migrate = Migrate(directory=str(MIGRATIONS))
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -26,17 +33,24 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     data_dir.mkdir(parents=True, exist_ok=True)
     app.config.update(
         DBOS_NAME="flask-orders",
-        # The embedded default; set FLASK_DBOS_SYSTEM_DATABASE_URL=postgresql://... in production.
+        # The embedded defaults; in production set FLASK_DBOS_SYSTEM_DATABASE_URL and
+        # FLASK_SQLALCHEMY_DATABASE_URI to postgresql+psycopg://... URLs.
         DBOS_SYSTEM_DATABASE_URL=f"sqlite:///{data_dir / 'orders.sqlite'}",
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{data_dir / 'orders-app.sqlite'}",
         ORDERS_LEDGER=str(data_dir / "ledger.log"),
+        ORDERS_PAYMENT_SECONDS=0.0,
     )
-    app.config.from_prefixed_env()  # FLASK_DBOS_* environment variables override
+    app.config.from_prefixed_env()  # FLASK_* environment variables override
     app.config.update(overrides or {})
 
     from . import workflows
     from .views import orders
 
-    workflows.configure(Path(app.config["ORDERS_LEDGER"]))
+    workflows.configure(
+        Path(app.config["ORDERS_LEDGER"]), float(app.config["ORDERS_PAYMENT_SECONDS"])
+    )
+    db.init_app(app)
+    migrate.init_app(app, db)  # `flask db upgrade` creates the tables, DBOS's included
     dbos.init_app(app)
     app.register_blueprint(orders)
     if app.config.get("DBOS_ENABLE_OTLP"):
