@@ -1,0 +1,538 @@
+"""One Kafka consumer: poll, start each message's workflow durably, then commit.
+
+The order of those two is the whole guarantee. A message's offset is committed only
+after the row of its workflow exists in the system database (started, or enqueued
+when ``in_order``). A crash in between redelivers the message, and its workflow ID
+(``kafka_workflow_id``) finds the row already there, so nothing starts twice.
+
+One thread per consumer owns the confluent-kafka ``Consumer`` (the client is not
+thread-safe); rebalance, commit, error and log callbacks all run on that thread,
+inside ``consume()``. Starting a workflow costs one INSERT; its body runs on the
+workflow pool (or the event loop) like any started workflow, bounded by
+``max_concurrency``: when that many are running, the assigned partitions are paused
+(the consumer keeps polling, so it stays in its group) until one finishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..error import DBOSConflictingWorkflowError, DBOSSerializationError
+from ..runtime import context as ctx
+from ..runtime.effects import run_sync
+from ..runtime.runtime import DBOSDestroyedError, Runtime
+from ..runtime.workflows import QueueRequest, Started, dispatch, start_protocol
+from .message import KafkaMessage, from_confluent, kafka_workflow_id
+from .spec import DBOSKafkaError, KafkaConsumerSpec
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+# How long one consume() call waits for messages: also how fast stop() is noticed.
+POLL_TIMEOUT_SEC = 0.25
+# Messages taken per consume() call; their offsets are committed together.
+BATCH_SIZE = 500
+# While the brokers are unreachable and nothing arrives: how often to ask for metadata.
+PROBE_INTERVAL_SEC = 2.0
+# A commit that did not land (rebalance, outage) is retried this often while idle.
+COMMIT_RETRY_SEC = 1.0
+MAX_BACKOFF_SEC = 5.0
+STOP_TIMEOUT_SEC = 10.0
+
+TopicKey = tuple[str, int]
+
+
+class _Stopped(Exception):
+    """The runtime is stopping: leave the loop without committing what did not start."""
+
+
+def _bad_message_codes() -> frozenset[int]:
+    from confluent_kafka import KafkaError
+
+    names = ("_BAD_MSG", "_BAD_COMPRESSION", "MSG_SIZE_TOO_LARGE", "INVALID_MSG", "INVALID_RECORD")
+    return frozenset(getattr(KafkaError, n) for n in names if hasattr(KafkaError, n))
+
+
+class _ClientLog:
+    """Where librdkafka's own log lines go (the ``logger`` setting of the client).
+
+    librdkafka logs every failed reconnect; the loop reports an outage once itself, so
+    the client's lines are kept at DEBUG, except its warnings about the configuration.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        text = msg % args if args else msg
+        if level >= logging.WARNING and "CONFWARN" in text:
+            self._logger.warning("librdkafka: %s", text)
+        else:
+            self._logger.debug("librdkafka: %s", text)
+
+
+class ConsumerLoop:
+    """The thread and client of one ``@DBOS.kafka_consumer``."""
+
+    def __init__(self, rt: Runtime, spec: KafkaConsumerSpec) -> None:
+        self.rt = rt
+        self.spec = spec
+        self.log = rt.logger.getChild("kafka")
+        self.name = spec.description
+        self._stop = threading.Event()
+        self._slots = threading.Condition()
+        self._in_flight = 0
+        self._paused = False
+        # Next offset to commit for each partition we own, and what the group has.
+        self._positions: dict[TopicKey, int] = {}
+        self._committed: dict[TopicKey, int] = {}
+        self._last_commit_retry = 0.0
+        self._unreachable = False
+        self._last_probe = 0.0
+        self._fatal: KafkaError | None = None
+        self._reported: set[str] = set()
+        self._bad_codes = _bad_message_codes()
+        self._consumer: Consumer | None = self._open()
+        self._thread = threading.Thread(
+            target=self._run, name=f"dbos-kafka-{spec.reg.name}", daemon=True
+        )
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        with self._slots:
+            self._slots.notify_all()
+
+    def join(self, timeout: float = STOP_TIMEOUT_SEC) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.log.warning("%s did not stop within %.0fs", self.name, timeout)
+
+    def stop(self) -> None:
+        self.request_stop()
+        self.join()
+
+    @property
+    def in_flight(self) -> int:
+        with self._slots:
+            return self._in_flight
+
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or self.rt.stopped
+
+    def _open(self) -> Consumer:
+        from confluent_kafka import Consumer, KafkaException
+
+        settings = dict(self.spec.config)
+        settings.setdefault("logger", _ClientLog(self.log))
+        user_error_cb = settings.pop("error_cb", None)
+        user_commit_cb = settings.pop("on_commit", None)
+
+        def on_error(err: KafkaError) -> None:
+            self._on_client_error(err)
+            if user_error_cb is not None:
+                user_error_cb(err)
+
+        def on_commit(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+            self._on_commit(err, partitions)
+            if user_commit_cb is not None:
+                user_commit_cb(err, partitions)
+
+        settings["error_cb"] = on_error
+        settings["on_commit"] = on_commit
+        try:
+            consumer = Consumer(settings)
+            consumer.subscribe(
+                self.spec.topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise DBOSKafkaError(f"{self.name}: invalid consumer configuration: {exc}") from exc
+        return consumer
+
+    def _run(self) -> None:
+        backoff = 0.5
+        try:
+            while not self._stopping():
+                consumer = self._consumer
+                try:
+                    if consumer is None:
+                        consumer = self._consumer = self._open()
+                    self._consume(consumer)
+                    backoff = 0.5
+                except _Stopped:
+                    break
+                except Exception as exc:
+                    # A fatal client error (or a bug): start over with a new client; the
+                    # committed offsets say where, and the workflow IDs keep it exact.
+                    self.log.error("%s failed: %s; reopening the consumer", self.name, exc)
+                    self._close()
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SEC)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        try:
+            self._commit(consumer, list(self._positions), asynchronous=False)
+        except Exception as exc:
+            self.log.debug("%s: final commit failed: %s", self.name, exc)
+        try:
+            # Leaves the group at once, so its partitions move to others without waiting
+            # for the session to time out.
+            consumer.close()
+        except Exception as exc:
+            self.log.debug("%s: close failed: %s", self.name, exc)
+        self._positions.clear()
+        self._committed.clear()
+        self._paused = False
+        self._fatal = None
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _consume(self, consumer: Consumer) -> None:
+        while not self._stopping():
+            timeout, most = self._throttle(consumer)
+            messages = consumer.consume(num_messages=most, timeout=timeout)
+            if self._fatal is not None:
+                from confluent_kafka import KafkaException
+
+                raise KafkaException(self._fatal)
+            if messages:
+                self._handle(consumer, messages)
+            else:
+                self._idle(consumer)
+
+    def _free_slots(self) -> int:
+        if self.spec.in_order:
+            return BATCH_SIZE  # the queue runs one workflow per partition at a time
+        with self._slots:
+            return self.spec.max_concurrency - self._in_flight
+
+    def _throttle(self, consumer: Consumer) -> tuple[float, int]:
+        """How long to poll and for how many messages: no more than free slots.
+
+        With every slot taken the partitions stay paused: polling then delivers
+        nothing but keeps the consumer in its group and runs its rebalances.
+        """
+        free = self._free_slots()
+        if free <= 0:
+            # A partition assigned since the last pause starts unpaused, hence each turn.
+            consumer.pause(consumer.assignment())
+            self._paused = True
+            with self._slots:
+                if self._in_flight >= self.spec.max_concurrency and not self._stopping():
+                    self._slots.wait(POLL_TIMEOUT_SEC)  # a finishing workflow wakes us
+            free = self._free_slots()
+            if free <= 0:
+                return 0, 1
+        if self._paused:
+            consumer.resume(consumer.assignment())
+            self._paused = False
+        return POLL_TIMEOUT_SEC, min(free, BATCH_SIZE)
+
+    def _handle(self, consumer: Consumer, messages: list[Message]) -> None:
+        touched: set[TopicKey] = set()
+        try:
+            for index, msg in enumerate(messages):
+                if self._stopping():
+                    raise _Stopped
+                key: TopicKey = (msg.topic() or "", msg.partition() or 0)
+                err = msg.error()
+                if err is not None:
+                    if self._message_error(msg, err):
+                        self._positions[key] = (msg.offset() or 0) + 1
+                        touched.add(key)
+                    continue
+                if self._free_slots() <= 0:
+                    self._hold(consumer, messages[index:])
+                    break
+                self._reachable()
+                self._start_durably(from_confluent(msg))
+                self._positions[key] = (msg.offset() or 0) + 1
+                touched.add(key)
+        finally:
+            if touched and not self._stopping():
+                self._commit(consumer, touched, asynchronous=True)
+
+    def _hold(self, consumer: Consumer, rest: list[Message]) -> None:
+        """Give back messages taken beyond the free slots: pause, then rewind to them."""
+        from confluent_kafka import TopicPartition
+
+        first: dict[TopicKey, int] = {}
+        for msg in rest:
+            offset = msg.offset()
+            if msg.error() is None and offset is not None:
+                key = (msg.topic() or "", msg.partition() or 0)
+                first[key] = min(first.get(key, offset), offset)
+        consumer.pause(consumer.assignment())
+        self._paused = True
+        for (topic, partition), offset in first.items():
+            consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _idle(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        if self._unreachable and now - self._last_probe >= PROBE_INTERVAL_SEC:
+            self._last_probe = now
+            try:
+                consumer.list_topics(timeout=1.0)
+            except Exception:
+                pass
+            else:
+                self._reachable()
+        if now - self._last_commit_retry >= COMMIT_RETRY_SEC:
+            self._last_commit_retry = now
+            behind = [k for k, off in self._positions.items() if self._committed.get(k) != off]
+            if behind:
+                self._commit(consumer, behind, asynchronous=True)
+
+    # -- starting workflows ------------------------------------------------------------
+
+    def _start_durably(self, message: KafkaMessage) -> None:
+        """Make the message's workflow exist in the database (or record why it cannot)."""
+        spec = self.spec
+        if spec.max_message_bytes is not None and message.size > spec.max_message_bytes:
+            self._reject(
+                message,
+                f"{message.size} bytes exceeds max_message_bytes={spec.max_message_bytes}",
+            )
+            return
+        workflow_id = kafka_workflow_id(
+            spec.group_id, message.topic, message.partition, message.offset
+        )
+        try:
+            self._until_stored(lambda: self._start(message, workflow_id), message)
+        except DBOSSerializationError as exc:
+            self._reject(message, f"cannot be stored as the workflow's input: {exc}")
+        except DBOSConflictingWorkflowError as exc:
+            # Another consumer of this group (a different workflow) took this message.
+            self.log.debug("%s: %s; not started again", self.name, exc)
+
+    def _start(self, message: KafkaMessage, workflow_id: str) -> None:
+        spec = self.spec
+        token = ctx.assigned_id.set(ctx.IdAssignment(workflow_id))
+        try:
+            if spec.queue_name is not None:
+                request = QueueRequest(
+                    spec.queue_name, partition_key=f"{message.topic}:{message.partition}"
+                )
+                run_sync(start_protocol(spec.reg, (message,), {}, "enqueue", request))
+                return
+            started = run_sync(start_protocol(spec.reg, (message,), {}, "start"))
+        finally:
+            ctx.assigned_id.reset(token)
+        if started.created and started.state is not None:
+            self._dispatch(started)
+
+    def _dispatch(self, started: Started) -> None:
+        assert started.state is not None
+        with self._slots:
+            self._in_flight += 1
+        try:
+            future = dispatch(
+                self.rt, self.spec.reg, started.state, started.call_args, started.call_kwargs
+            )
+        except DBOSDestroyedError:
+            # The row exists, so the message counts as started: recovery runs it later.
+            self._release()
+            return
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(lambda _future: self._release())
+
+    def _release(self) -> None:
+        with self._slots:
+            self._in_flight -= 1
+            self._slots.notify_all()
+
+    def _until_stored(self, write: Any, message: KafkaMessage) -> None:
+        """Run ``write`` until it succeeds: the database being down stops the consumer
+        where it is (nothing is committed past it), logged once per outage."""
+        failing = False
+        backoff = 0.1
+        while True:
+            if self._stopping():
+                raise _Stopped
+            try:
+                write()
+            except (DBOSSerializationError, DBOSConflictingWorkflowError):
+                raise
+            except DBOSDestroyedError:
+                raise _Stopped from None
+            except Exception as exc:
+                if self._stopping():
+                    raise _Stopped from None
+                if not failing:
+                    failing = True
+                    self.log.warning(
+                        "%s: cannot store the workflow of %s[%d]@%d: %s; retrying",
+                        self.name,
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                        exc,
+                    )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SEC)
+                continue
+            if failing:
+                self.log.info("%s: storing workflows works again", self.name)
+            return
+
+    def _reject(self, message: KafkaMessage, reason: str) -> None:
+        """Skip a message that cannot become a workflow, recording why.
+
+        The record is a workflow under the message's own ID (function
+        ``dbos.kafka.rejected_message``, status ERROR, the reason as its error), so it
+        is listed with the other workflows and a redelivery finds it and stops there.
+        """
+        from .service import rejected_message_registration
+
+        spec = self.spec
+        workflow_id = kafka_workflow_id(
+            spec.group_id, message.topic, message.partition, message.offset
+        )
+        self.log.warning(
+            "%s: skipped message %s[%d]@%d: %s (recorded as workflow %s)",
+            self.name,
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+            workflow_id,
+        )
+        details = {
+            "workflow": spec.reg.name,
+            "group": spec.group_id,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "size": message.size,
+            "reason": reason,
+        }
+        reg = rejected_message_registration()
+
+        def record() -> None:
+            token = ctx.assigned_id.set(ctx.IdAssignment(workflow_id))
+            try:
+                started = run_sync(start_protocol(reg, (details,), {}, "start"))
+            finally:
+                ctx.assigned_id.reset(token)
+            if started.created and started.state is not None:
+                try:
+                    dispatch(self.rt, reg, started.state, started.call_args, started.call_kwargs)
+                except DBOSDestroyedError:
+                    pass  # recovery finishes the record
+
+        try:
+            self._until_stored(record, message)
+        except (DBOSSerializationError, DBOSConflictingWorkflowError) as exc:
+            self.log.error("%s: could not record skipped message: %s", self.name, exc)
+
+    # -- errors and outages -----------------------------------------------------------
+
+    def _message_error(self, msg: Message, err: KafkaError) -> bool:
+        """Handle an error delivered in place of a message; True when it was skipped."""
+        from confluent_kafka import KafkaError
+
+        code = err.code()
+        if code == KafkaError._PARTITION_EOF:
+            return False
+        offset = msg.offset()
+        if code in self._bad_codes and msg.topic() and offset is not None and offset >= 0:
+            placeholder = KafkaMessage(msg.topic() or "", msg.partition() or 0, offset, None, None)
+            self._reject(placeholder, f"unreadable message: {err.str()}")
+            return True
+        if err.fatal():
+            self._fatal = err
+            return False
+        what = f"{code}:{msg.topic()}"
+        if what not in self._reported:
+            self._reported.add(what)
+            self.log.warning("%s: %s", self.name, err.str())
+        return False
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+            return
+        if not self._unreachable:
+            self._unreachable = True
+            self._last_probe = time.monotonic()
+            self.log.warning(
+                "%s: cannot reach the Kafka cluster (%s); retrying until it is back",
+                self.name,
+                err.str(),
+            )
+
+    def _reachable(self) -> None:
+        if self._unreachable:
+            self._unreachable = False
+            self.log.info("%s: connected to the Kafka cluster again", self.name)
+        self._reported.clear()
+
+    # -- offsets and rebalances ---------------------------------------------------------
+
+    def _commit(self, consumer: Consumer, keys: Any, *, asynchronous: bool) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        offsets = [
+            TopicPartition(topic, partition, self._positions[(topic, partition)])
+            for topic, partition in keys
+            if (topic, partition) in self._positions
+        ]
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._on_commit(None, consumer.commit(offsets=offsets, asynchronous=False))
+        except KafkaException as exc:
+            # Not committed now (a rebalance, an outage): committed later or redelivered,
+            # and a redelivered message finds its workflow.
+            self.log.debug("%s: commit failed: %s", self.name, exc)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None:
+            self.log.debug("%s: commit failed: %s", self.name, err.str())
+            return
+        for tp in partitions:
+            if tp.error is None and tp.offset >= 0:
+                key = (tp.topic, tp.partition)
+                self._committed[key] = max(self._committed.get(key, -1), tp.offset)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._reachable()
+        self.log.info(
+            "%s: assigned %s",
+            self.name,
+            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing",
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Everything taken so far is started: commit it before another member takes over.
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._commit(consumer, keys, asynchronous=False)
+        self._forget(keys)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget([(tp.topic, tp.partition) for tp in partitions])
+
+    def _forget(self, keys: list[TopicKey]) -> None:
+        for key in keys:
+            self._positions.pop(key, None)
+            self._committed.pop(key, None)
