@@ -156,6 +156,20 @@ class MockKafka:
         if producer.flush(30) != 0 or failures:
             raise RuntimeError(f"produce to {topic} failed: {failures or 'flush timed out'}")
 
+    def produce_to_partitions(self, topic: str, records: Iterable[tuple[int, bytes]]) -> None:
+        """Produce (partition, value) records in one go and wait until all are stored."""
+        producer = self.producer()
+        failures: list[Any] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(err)
+
+        for partition, value in records:
+            producer.produce(topic, value=value, partition=partition, on_delivery=delivered)
+        if producer.flush(30) != 0 or failures:
+            raise RuntimeError(f"produce to {topic} failed: {failures or 'flush timed out'}")
+
     def end_offsets(self, topic: str, partitions: int) -> list[int]:
         """The next offset to be written in each partition (the high watermarks)."""
         from confluent_kafka import Consumer, TopicPartition
