@@ -20,13 +20,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..error import DBOSConflictingWorkflowError, DBOSSerializationError
-from ..runtime import context as ctx
-from ..runtime.effects import run_sync
-from ..runtime.runtime import DBOSDestroyedError, Runtime
-from ..runtime.workflows import QueueRequest, Started, dispatch, start_protocol
-from .message import KafkaMessage, from_confluent, kafka_workflow_id
+from ..runtime.runtime import Runtime
+from .message import KafkaMessage, from_confluent
 from .spec import DBOSKafkaError, KafkaConsumerSpec
+from .starter import Stopped, WorkflowStarter
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -43,10 +40,6 @@ MAX_BACKOFF_SEC = 5.0
 STOP_TIMEOUT_SEC = 10.0
 
 TopicKey = tuple[str, int]
-
-
-class _Stopped(Exception):
-    """The runtime is stopping: leave the loop without committing what did not start."""
 
 
 def _bad_message_codes() -> frozenset[int]:
@@ -83,8 +76,7 @@ class ConsumerLoop:
         self.log = rt.logger.getChild("kafka")
         self.name = spec.description
         self._stop = threading.Event()
-        self._slots = threading.Condition()
-        self._in_flight = 0
+        self.starter = WorkflowStarter(rt, spec, self.log, self._stop)
         self._paused = False
         # Next offset to commit for each partition we own, and what the group has.
         self._positions: dict[TopicKey, int] = {}
@@ -107,8 +99,7 @@ class ConsumerLoop:
 
     def request_stop(self) -> None:
         self._stop.set()
-        with self._slots:
-            self._slots.notify_all()
+        self.starter.wake()
 
     def join(self, timeout: float = STOP_TIMEOUT_SEC) -> None:
         self._thread.join(timeout)
@@ -119,13 +110,8 @@ class ConsumerLoop:
         self.request_stop()
         self.join()
 
-    @property
-    def in_flight(self) -> int:
-        with self._slots:
-            return self._in_flight
-
     def _stopping(self) -> bool:
-        return self._stop.is_set() or self.rt.stopped
+        return self.starter.stopping()
 
     def _open(self) -> Consumer:
         from confluent_kafka import Consumer, KafkaException
@@ -169,7 +155,7 @@ class ConsumerLoop:
                         consumer = self._consumer = self._open()
                     self._consume(consumer)
                     backoff = 0.5
-                except _Stopped:
+                except Stopped:
                     break
                 except Exception as exc:
                     # A fatal client error (or a bug): start over with a new client; the
@@ -215,27 +201,19 @@ class ConsumerLoop:
             else:
                 self._idle(consumer)
 
-    def _free_slots(self) -> int:
-        if self.spec.in_order:
-            return BATCH_SIZE  # the queue runs one workflow per partition at a time
-        with self._slots:
-            return self.spec.max_concurrency - self._in_flight
-
     def _throttle(self, consumer: Consumer) -> tuple[float, int]:
         """How long to poll and for how many messages: no more than free slots.
 
         With every slot taken the partitions stay paused: polling then delivers
         nothing but keeps the consumer in its group and runs its rebalances.
         """
-        free = self._free_slots()
+        free = self.starter.free_slots()
         if free <= 0:
             # A partition assigned since the last pause starts unpaused, hence each turn.
             consumer.pause(consumer.assignment())
             self._paused = True
-            with self._slots:
-                if self._in_flight >= self.spec.max_concurrency and not self._stopping():
-                    self._slots.wait(POLL_TIMEOUT_SEC)  # a finishing workflow wakes us
-            free = self._free_slots()
+            self.starter.wait_for_slot(POLL_TIMEOUT_SEC)  # a finishing workflow wakes us
+            free = self.starter.free_slots()
             if free <= 0:
                 return 0, 1
         if self._paused:
@@ -244,25 +222,38 @@ class ConsumerLoop:
         return POLL_TIMEOUT_SEC, min(free, BATCH_SIZE)
 
     def _handle(self, consumer: Consumer, messages: list[Message]) -> None:
+        """Store the messages' workflows in order, in batches; then commit past them."""
         touched: set[TopicKey] = set()
+        batch: list[tuple[TopicKey, KafkaMessage]] = []
+
+        def store_batch() -> None:
+            if batch:
+                self.starter.start_batch([message for _key, message in batch])
+                for key, message in batch:
+                    self._positions[key] = message.offset + 1
+                    touched.add(key)
+                batch.clear()
+
         try:
             for index, msg in enumerate(messages):
                 if self._stopping():
-                    raise _Stopped
+                    raise Stopped
                 key: TopicKey = (msg.topic() or "", msg.partition() or 0)
                 err = msg.error()
                 if err is not None:
+                    store_batch()  # an offset is committed only after all before it
                     if self._message_error(msg, err):
                         self._positions[key] = (msg.offset() or 0) + 1
                         touched.add(key)
                     continue
-                if self._free_slots() <= 0:
-                    self._hold(consumer, messages[index:])
-                    break
+                if len(batch) >= self.starter.free_slots():
+                    store_batch()
+                    if self.starter.free_slots() <= 0:
+                        self._hold(consumer, messages[index:])
+                        break
                 self._reachable()
-                self._start_durably(from_confluent(msg))
-                self._positions[key] = (msg.offset() or 0) + 1
-                touched.add(key)
+                batch.append((key, from_confluent(msg)))
+            store_batch()
         finally:
             if touched and not self._stopping():
                 self._commit(consumer, touched, asynchronous=True)
@@ -298,150 +289,6 @@ class ConsumerLoop:
             if behind:
                 self._commit(consumer, behind, asynchronous=True)
 
-    # -- starting workflows ------------------------------------------------------------
-
-    def _start_durably(self, message: KafkaMessage) -> None:
-        """Make the message's workflow exist in the database (or record why it cannot)."""
-        spec = self.spec
-        if spec.max_message_bytes is not None and message.size > spec.max_message_bytes:
-            self._reject(
-                message,
-                f"{message.size} bytes exceeds max_message_bytes={spec.max_message_bytes}",
-            )
-            return
-        workflow_id = kafka_workflow_id(
-            spec.group_id, message.topic, message.partition, message.offset
-        )
-        try:
-            self._until_stored(lambda: self._start(message, workflow_id), message)
-        except DBOSSerializationError as exc:
-            self._reject(message, f"cannot be stored as the workflow's input: {exc}")
-        except DBOSConflictingWorkflowError as exc:
-            # Another consumer of this group (a different workflow) took this message.
-            self.log.debug("%s: %s; not started again", self.name, exc)
-
-    def _start(self, message: KafkaMessage, workflow_id: str) -> None:
-        spec = self.spec
-        token = ctx.assigned_id.set(ctx.IdAssignment(workflow_id))
-        try:
-            if spec.queue_name is not None:
-                request = QueueRequest(
-                    spec.queue_name, partition_key=f"{message.topic}:{message.partition}"
-                )
-                run_sync(start_protocol(spec.reg, (message,), {}, "enqueue", request))
-                return
-            started = run_sync(start_protocol(spec.reg, (message,), {}, "start"))
-        finally:
-            ctx.assigned_id.reset(token)
-        if started.created and started.state is not None:
-            self._dispatch(started)
-
-    def _dispatch(self, started: Started) -> None:
-        assert started.state is not None
-        with self._slots:
-            self._in_flight += 1
-        try:
-            future = dispatch(
-                self.rt, self.spec.reg, started.state, started.call_args, started.call_kwargs
-            )
-        except DBOSDestroyedError:
-            # The row exists, so the message counts as started: recovery runs it later.
-            self._release()
-            return
-        except BaseException:
-            self._release()
-            raise
-        future.add_done_callback(lambda _future: self._release())
-
-    def _release(self) -> None:
-        with self._slots:
-            self._in_flight -= 1
-            self._slots.notify_all()
-
-    def _until_stored(self, write: Any, message: KafkaMessage) -> None:
-        """Run ``write`` until it succeeds: the database being down stops the consumer
-        where it is (nothing is committed past it), logged once per outage."""
-        failing = False
-        backoff = 0.1
-        while True:
-            if self._stopping():
-                raise _Stopped
-            try:
-                write()
-            except (DBOSSerializationError, DBOSConflictingWorkflowError):
-                raise
-            except DBOSDestroyedError:
-                raise _Stopped from None
-            except Exception as exc:
-                if self._stopping():
-                    raise _Stopped from None
-                if not failing:
-                    failing = True
-                    self.log.warning(
-                        "%s: cannot store the workflow of %s[%d]@%d: %s; retrying",
-                        self.name,
-                        message.topic,
-                        message.partition,
-                        message.offset,
-                        exc,
-                    )
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SEC)
-                continue
-            if failing:
-                self.log.info("%s: storing workflows works again", self.name)
-            return
-
-    def _reject(self, message: KafkaMessage, reason: str) -> None:
-        """Skip a message that cannot become a workflow, recording why.
-
-        The record is a workflow under the message's own ID (function
-        ``dbos.kafka.rejected_message``, status ERROR, the reason as its error), so it
-        is listed with the other workflows and a redelivery finds it and stops there.
-        """
-        from .service import rejected_message_registration
-
-        spec = self.spec
-        workflow_id = kafka_workflow_id(
-            spec.group_id, message.topic, message.partition, message.offset
-        )
-        self.log.warning(
-            "%s: skipped message %s[%d]@%d: %s (recorded as workflow %s)",
-            self.name,
-            message.topic,
-            message.partition,
-            message.offset,
-            reason,
-            workflow_id,
-        )
-        details = {
-            "workflow": spec.reg.name,
-            "group": spec.group_id,
-            "topic": message.topic,
-            "partition": message.partition,
-            "offset": message.offset,
-            "size": message.size,
-            "reason": reason,
-        }
-        reg = rejected_message_registration()
-
-        def record() -> None:
-            token = ctx.assigned_id.set(ctx.IdAssignment(workflow_id))
-            try:
-                started = run_sync(start_protocol(reg, (details,), {}, "start"))
-            finally:
-                ctx.assigned_id.reset(token)
-            if started.created and started.state is not None:
-                try:
-                    dispatch(self.rt, reg, started.state, started.call_args, started.call_kwargs)
-                except DBOSDestroyedError:
-                    pass  # recovery finishes the record
-
-        try:
-            self._until_stored(record, message)
-        except (DBOSSerializationError, DBOSConflictingWorkflowError) as exc:
-            self.log.error("%s: could not record skipped message: %s", self.name, exc)
-
     # -- errors and outages -----------------------------------------------------------
 
     def _message_error(self, msg: Message, err: KafkaError) -> bool:
@@ -454,7 +301,7 @@ class ConsumerLoop:
         offset = msg.offset()
         if code in self._bad_codes and msg.topic() and offset is not None and offset >= 0:
             placeholder = KafkaMessage(msg.topic() or "", msg.partition() or 0, offset, None, None)
-            self._reject(placeholder, f"unreadable message: {err.str()}")
+            self.starter.reject(placeholder, f"unreadable message: {err.str()}")
             return True
         if err.fatal():
             self._fatal = err
