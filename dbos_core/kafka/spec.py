@@ -124,8 +124,15 @@ def register_kafka_consumer(
         # Declaring the same consumer again (a re-import) replaces it.
         _specs[:] = [s for s in _specs if s.key != spec.key]
         _specs.append(spec)
-    for hook in list(on_register):
-        hook(spec)
+    try:
+        for hook in list(on_register):
+            hook(spec)
+    except BaseException:
+        # Declared while DBOS runs and refused (bad settings): not declared at all.
+        with _lock:
+            if spec in _specs:
+                _specs.remove(spec)
+        raise
     return spec
 
 

@@ -156,9 +156,9 @@ class WorkflowStarter:
 
         request = None
         if spec.queue_name is not None:
-            request = QueueRequest(
-                spec.queue_name, partition_key=f"{message.topic}:{message.partition}"
-            )
+            # One at a time per group, topic and partition, across all processes.
+            partition_key = f"{spec.group_id}:{message.topic}:{message.partition}"
+            request = QueueRequest(spec.queue_name, partition_key=partition_key)
         workflow_id = kafka_workflow_id(
             spec.group_id, message.topic, message.partition, message.offset
         )

@@ -12,6 +12,7 @@ import pytest
 
 from dbos_core import DBOS, JsonSerializer, KafkaMessage, Serializer, kafka_workflow_id
 from dbos_core.kafka import DBOSKafkaError
+from dbos_core.kafka.spec import registered_consumers
 from tests.core.crashutil import wait_for
 from tests.kafka.mock_cluster import MockKafka
 from tests.kafka.test_consumer import all_committed
@@ -196,6 +197,8 @@ def test_invalid_client_setting_fails_where_declared(
     consumers.append(misconfigured)
     with pytest.raises(DBOSKafkaError, match="invalid consumer configuration.*no.such.setting"):
         DBOS.kafka_consumer({**consumer_config, "no.such.setting": "1"}, ["t"])(misconfigured)
+    # Refused, so not declared: the next launch does not trip over it.
+    assert misconfigured.__qualname__ not in [s.reg.name for s in registered_consumers()]
 
 
 def test_invalid_client_setting_fails_launch(
