@@ -49,6 +49,13 @@ def _bad_message_codes() -> frozenset[int]:
     return frozenset(getattr(KafkaError, n) for n in names if hasattr(KafkaError, n))
 
 
+def _outage_codes() -> frozenset[int]:
+    from confluent_kafka import KafkaError
+
+    names = ("_WAIT_COORD", "_TRANSPORT", "_ALL_BROKERS_DOWN", "COORDINATOR_NOT_AVAILABLE")
+    return frozenset(getattr(KafkaError, n) for n in names if hasattr(KafkaError, n))
+
+
 class _ClientLog:
     """Where librdkafka's own log lines go (the ``logger`` setting of the client).
 
@@ -83,10 +90,12 @@ class ConsumerLoop:
         self._committed: dict[TopicKey, int] = {}
         self._last_commit_retry = 0.0
         self._unreachable = False
+        self._closing = False
         self._last_probe = 0.0
         self._fatal: KafkaError | None = None
         self._reported: set[str] = set()
         self._bad_codes = _bad_message_codes()
+        self._outage_codes = _outage_codes()
         self._consumer: Consumer | None = self._open()
         self._thread = threading.Thread(
             target=self._run, name=f"dbos-kafka-{spec.reg.name}", daemon=True
@@ -171,6 +180,9 @@ class ConsumerLoop:
         consumer, self._consumer = self._consumer, None
         if consumer is None:
             return
+        self._closing = True
+        # Skipped while the brokers are unreachable (see _commit): what it misses is
+        # delivered again later, and finds its workflow.
         try:
             self._commit(consumer, list(self._positions), asynchronous=False)
         except Exception as exc:
@@ -185,6 +197,7 @@ class ConsumerLoop:
         self._committed.clear()
         self._paused = False
         self._fatal = None
+        self._closing = False
 
     # -- the loop ------------------------------------------------------------------
 
@@ -336,6 +349,10 @@ class ConsumerLoop:
     def _commit(self, consumer: Consumer, keys: Any, *, asynchronous: bool) -> None:
         from confluent_kafka import KafkaException, TopicPartition
 
+        if self._unreachable:
+            # A commit the brokers cannot answer waits for the group coordinator, and
+            # close() then waits for it, up to the session timeout.
+            return
         offsets = [
             TopicPartition(topic, partition, self._positions[(topic, partition)])
             for topic, partition in keys
@@ -356,6 +373,8 @@ class ConsumerLoop:
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is not None:
             self.log.debug("%s: commit failed: %s", self.name, err.str())
+            if err.code() in self._outage_codes:
+                self._on_client_error(err)
             return
         for tp in partitions:
             if tp.error is None and tp.offset >= 0:
@@ -371,9 +390,11 @@ class ConsumerLoop:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Everything taken so far is started: commit it before another member takes over.
+        # Everything taken so far is started: commit it as the partitions go (close()
+        # has just done so). Not waited for: one that misses only means a redelivery.
         keys = [(tp.topic, tp.partition) for tp in partitions]
-        self._commit(consumer, keys, asynchronous=False)
+        if not self._closing:
+            self._commit(consumer, keys, asynchronous=True)
         self._forget(keys)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
