@@ -55,6 +55,14 @@ def test_worker_answers_each_alert_once(kafka: MockKafka, db_url: str, tmp_path:
         responses = tmp_path / "responses.log"
         wait_for(lambda: len(lines(responses)) == 5, timeout=60, what="five responses")
         group = "alert-responders"
+
+        def all_finished() -> bool:
+            with DBOSClient(db_url) as client:
+                found = client.list_workflows(name="respond_to_alert")
+            return len(found) == 4 and all(w.status in ("SUCCESS", "ERROR") for w in found)
+
+        # Stopped before its end, a workflow would stay PENDING for the next launch.
+        wait_for(all_finished, timeout=30, what="all four workflows to finish")
         wait_for(
             lambda: kafka.committed(group, topic, 3) == [1, 2, 1],
             timeout=30,
