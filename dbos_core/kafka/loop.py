@@ -213,6 +213,7 @@ class ConsumerLoop:
                 self._handle(consumer, messages)
             else:
                 self._idle(consumer)
+            self._probe(consumer)
 
     def _throttle(self, consumer: Consumer) -> tuple[float, int]:
         """How long to poll and for how many messages: no more than free slots.
@@ -264,7 +265,6 @@ class ConsumerLoop:
                     if self.starter.free_slots() <= 0:
                         self._hold(consumer, messages[index:])
                         break
-                self._reachable()
                 batch.append((key, from_confluent(msg)))
             store_batch()
         finally:
@@ -286,16 +286,23 @@ class ConsumerLoop:
         for (topic, partition), offset in first.items():
             consumer.seek(TopicPartition(topic, partition, offset))
 
-    def _idle(self, consumer: Consumer) -> None:
+    def _probe(self, consumer: Consumer) -> None:
+        """While the cluster is unreachable, ask it for metadata now and then.
+
+        A message proves nothing (it may have been fetched before the outage); an
+        answer, a commit or an assignment does.
+        """
         now = time.monotonic()
         if self._unreachable and now - self._last_probe >= PROBE_INTERVAL_SEC:
             self._last_probe = now
             try:
                 consumer.list_topics(timeout=1.0)
             except Exception:
-                pass
-            else:
-                self._reachable()
+                return
+            self._reachable()
+
+    def _idle(self, consumer: Consumer) -> None:
+        now = time.monotonic()
         if now - self._last_commit_retry >= COMMIT_RETRY_SEC:
             self._last_commit_retry = now
             behind = [k for k, off in self._positions.items() if self._committed.get(k) != off]
@@ -376,6 +383,7 @@ class ConsumerLoop:
             if err.code() in self._outage_codes:
                 self._on_client_error(err)
             return
+        self._reachable()
         for tp in partitions:
             if tp.error is None and tp.offset >= 0:
                 key = (tp.topic, tp.partition)
