@@ -13,22 +13,9 @@ import signal
 import threading
 from typing import Any
 
-import sqlalchemy as sa
-
 from dbos_core import DBOS, KafkaMessage
 from tests.kafka.conftest import client_settings
-
-effects = sa.Table(
-    "kafka_effects",
-    sa.MetaData(),
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("topic", sa.Text, nullable=False),
-    sa.Column("partition", sa.Integer, nullable=False),
-    sa.Column("offset", sa.BigInteger, nullable=False),
-    sa.Column("number", sa.Integer, nullable=False),
-    sa.Column("workflow_id", sa.Text, nullable=False),
-    sa.Column("pid", sa.Integer, nullable=False),
-)
+from tests.kafka.effects import effects
 
 CONFIG = client_settings(os.environ["KAFKA_BOOTSTRAP"], os.environ["KAFKA_GROUP"])
 TOPIC = os.environ["KAFKA_TOPIC"]
@@ -58,10 +45,7 @@ def consume_number(msg: KafkaMessage) -> int:
 
 
 def main() -> None:
-    app_url = os.environ["APP_DATABASE_URL"]
-    engine = sa.create_engine(app_url)
-    effects.metadata.create_all(engine)
-    engine.dispose()
+    app_url = os.environ["APP_DATABASE_URL"]  # the test created the effects table there
     stop = threading.Event()
 
     def request_stop(_signum: int, _frame: Any) -> None:

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from dbos_core import DBOS, DBOSClient, kafka_workflow_id
 from tests.conftest import make_database_url
 from tests.core.crashutil import ROOT, kill9, wait_for
+from tests.kafka.effects import effects
 from tests.kafka.mock_cluster import MockKafka
 
 PARTITIONS = 3
@@ -43,6 +44,8 @@ class Consumers:
         self.procs: list[subprocess.Popen[bytes]] = []
         kafka.create_topic(self.topic, PARTITIONS)
         self.engine = sa.create_engine(app_url)
+        # Created here, once: two processes starting together would race to create it.
+        effects.metadata.create_all(self.engine)
 
     def start(self, *, in_order: bool = False) -> subprocess.Popen[bytes]:
         env = {
@@ -68,20 +71,12 @@ class Consumers:
         return proc
 
     def effects(self) -> list[Any]:
-        try:
-            with self.engine.connect() as conn:
-                return list(
-                    conn.execute(
-                        sa.text(
-                            'SELECT "partition", "offset", number, workflow_id, pid, id '
-                            "FROM kafka_effects ORDER BY id"
-                        )
-                    )
-                )
-        except sa.exc.OperationalError:
-            return []  # the first process has not created the table yet
-        except sa.exc.ProgrammingError:
-            return []
+        with self.engine.connect() as conn:
+            query = (
+                'SELECT "partition", "offset", number, workflow_id, pid, id '
+                "FROM kafka_effects ORDER BY id"
+            )
+            return list(conn.execute(sa.text(query)))
 
     def produce_slowly(self, count: int, per_chunk: int, pause: float) -> threading.Thread:
         """Produce "0".."count-1" round-robin over the partitions, in a stream."""
