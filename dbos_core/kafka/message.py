@@ -98,6 +98,11 @@ def kafka_workflow_id(group_id: str, topic: str, partition: int, offset: int) ->
     return f"kafka:{_id_part(group_id)}:{_id_part(topic)}:{partition}:{offset:019d}"
 
 
+def partition_key(group_id: str, topic: str, partition: int) -> str:
+    """The queue partition of an in_order consumer's workflows (short and printable too)."""
+    return f"{_id_part(group_id)}:{_id_part(topic)}:{partition}"
+
+
 # -- JSON ------------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from ..runtime import context as ctx
 from ..runtime.effects import Blocking, Protocol, run_sync
 from ..runtime.runtime import DBOSDestroyedError, Runtime
 from ..runtime.workflows import Mode, QueueRequest, Started, dispatch, start_protocol
-from .message import KafkaMessage, kafka_workflow_id
+from .message import KafkaMessage, kafka_workflow_id, partition_key
 from .spec import KafkaConsumerSpec
 
 if TYPE_CHECKING:
@@ -157,8 +157,8 @@ class WorkflowStarter:
         request = None
         if spec.queue_name is not None:
             # One at a time per group, topic and partition, across all processes.
-            partition_key = f"{spec.group_id}:{message.topic}:{message.partition}"
-            request = QueueRequest(spec.queue_name, partition_key=partition_key)
+            key = partition_key(spec.group_id, message.topic, message.partition)
+            request = QueueRequest(spec.queue_name, partition_key=key)
         workflow_id = kafka_workflow_id(
             spec.group_id, message.topic, message.partition, message.offset
         )

@@ -10,6 +10,7 @@ import pytest
 from dbos_core import DBOS, JsonSerializer, KafkaMessage, PickleSerializer, kafka_workflow_id
 from dbos_core.error import DBOSSerializationError
 from dbos_core.kafka import DBOSKafkaError
+from dbos_core.kafka.message import partition_key
 from dbos_core.serialization import serialize_value
 
 CONFIG = {"bootstrap.servers": "127.0.0.1:9", "group.id": "orders", "auto.offset.reset": "earliest"}
@@ -38,6 +39,9 @@ def test_odd_or_long_names_are_hashed_into_short_printable_ids() -> None:
     assert kafka_workflow_id(odd_group, "t", 0, 1) != kafka_workflow_id(odd_group + "y", "t", 0, 1)
     longest_plain = kafka_workflow_id("g" * 64, "t" * 64, 2**31 - 1, 2**63 - 1)
     assert len(longest_plain) <= 166 and "~" not in longest_plain
+    # The in_order queue's partition key is kept as short and printable.
+    key = partition_key(odd_group, "t" * 249, 2**31 - 1)
+    assert len(key) <= 140 and key.isprintable() and key.isascii()
 
 
 MESSAGES = [
