@@ -15,6 +15,7 @@ from .config import DBOSConfig
 from .dbos import DBOS
 from .debouncer import Debouncer
 from .handles import WorkflowHandle, WorkflowHandleAsync
+from .kafka import KafkaMessage, kafka_workflow_id
 from .options import SetAuthenticatedUser, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
 from .queue import Queue
 from .serialization import JsonSerializer, PickleSerializer, Serializer
@@ -30,6 +31,7 @@ __all__ = [
     "Debouncer",
     "EnqueueOptions",
     "JsonSerializer",
+    "KafkaMessage",
     "PickleSerializer",
     "Queue",
     "Serializer",
@@ -44,4 +46,5 @@ __all__ = [
     "WorkflowStatus",
     "WorkflowStatusString",
     "error",
+    "kafka_workflow_id",
 ]

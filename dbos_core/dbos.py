@@ -13,7 +13,7 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from .api_management import ManagementAPI
@@ -29,6 +29,7 @@ from .error import (
 )
 from .handles import WorkflowHandle, WorkflowHandleAsync
 from .identifiers import check_lookup_id
+from .kafka import service as _kafka_service  # noqa: F401  (registers the service)
 from .runtime import context as ctx
 from .runtime import global_state
 from .runtime import recovery as _recovery  # noqa: F401  (registers the service)
@@ -41,6 +42,7 @@ from .runtime.workflows import call_protocol, dispatch, start_protocol
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class classproperty(Generic[T]):
@@ -260,6 +262,41 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI, TransactionAPI):
                 wrapper = functools.wraps(func)(sync_wrapper)
             wrapper.__dbos_registration__ = reg
             return cast(Callable[P, R], wrapper)
+
+        return decorator
+
+    @classmethod
+    def kafka_consumer(
+        cls,
+        config: Mapping[str, Any],
+        topics: str | Sequence[str],
+        in_order: bool = False,
+        *,
+        max_concurrency: int | None = None,
+        max_message_bytes: int | None = None,
+    ) -> Callable[[F], F]:
+        """Start the decorated workflow once for each message of ``topics``.
+
+        ``config`` is a confluent-kafka consumer configuration (``group.id`` required).
+        The workflow gets a ``KafkaMessage``; its ID is ``kafka_workflow_id(group,
+        topic, partition, offset)`` and offsets are committed only once it is durably
+        started, so a redelivered message never starts a second workflow.
+        ``in_order=True`` runs one partition's messages one at a time, in offset order
+        (through a queue); otherwise up to ``max_concurrency`` (default 100) run at
+        once. Messages above ``max_message_bytes`` are skipped and recorded.
+        """
+        from .kafka.spec import register_kafka_consumer
+
+        def decorator(func: F) -> F:
+            register_kafka_consumer(
+                func,
+                config,
+                topics,
+                in_order=in_order,
+                max_concurrency=max_concurrency,
+                max_message_bytes=max_message_bytes,
+            )
+            return func
 
         return decorator
 

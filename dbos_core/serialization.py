@@ -12,6 +12,7 @@ import builtins
 import json
 import pickle
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from .error import (
@@ -47,13 +48,49 @@ class PickleSerializer(Serializer):
 
 
 class JsonSerializer(Serializer):
-    """Portable JSON; values must be JSON types (tuples come back as lists)."""
+    """Portable JSON; values must be JSON types (tuples come back as lists).
+
+    Value types of the library that workflows receive (``KafkaMessage``) are stored
+    as tagged objects and come back as themselves: see ``register_json_type``.
+    """
 
     def serialize(self, data: Any) -> str:
-        return json.dumps(data, separators=(",", ":"))
+        return json.dumps(data, separators=(",", ":"), default=_json_default)
 
     def deserialize(self, serialized_data: str) -> Any:
-        return json.loads(serialized_data)
+        hook = _json_object_hook if _json_decoders else None
+        return json.loads(serialized_data, object_hook=hook)
+
+
+# Value types the JSON serializer writes as {"__dbos_type__": tag, "data": ...}.
+_JSON_TYPE_TAG = "__dbos_type__"
+_json_encoders: dict[type, tuple[str, Callable[[Any], Any]]] = {}
+_json_decoders: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_json_type(
+    cls: type, tag: str, encode: Callable[[Any], Any], decode: Callable[[Any], Any]
+) -> None:
+    """Let ``JsonSerializer`` store ``cls`` (``encode`` to JSON types, ``decode`` back)."""
+    _json_encoders[cls] = (tag, encode)
+    _json_decoders[tag] = decode
+
+
+def _json_default(value: Any) -> Any:
+    entry = _json_encoders.get(type(value))
+    if entry is None:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    tag, encode = entry
+    return {_JSON_TYPE_TAG: tag, "data": encode(value)}
+
+
+def _json_object_hook(obj: dict[str, Any]) -> Any:
+    tag = obj.get(_JSON_TYPE_TAG)
+    if tag is not None and len(obj) == 2 and "data" in obj:
+        decode = _json_decoders.get(tag)
+        if decode is not None:
+            return decode(obj["data"])
+    return obj
 
 
 def describe(value: Any) -> str:

@@ -157,6 +157,28 @@ class WorkflowStore:
             return True, None
         return False, self.get_row(wf.workflow_id)
 
+    def insert_many(self, workflows: Sequence[NewWorkflow]) -> dict[str, AnyRow | None]:
+        """Create several top-level workflows in one transaction (one commit for all).
+
+        Maps each ID to None when this call created it, else to the existing row, as
+        ``insert`` does for one (the Kafka consumer starts a batch of messages so).
+        """
+        if not workflows:
+            return {}
+        unique = list({wf.workflow_id: wf for wf in workflows}.values())
+        stmt = _insert_ignore_statement(self.db)
+        with self.db.transaction() as conn:
+            created = {row[0] for row in conn.execute(stmt, [wf.values() for wf in unique])}
+            others = [wf.workflow_id for wf in unique if wf.workflow_id not in created]
+            existing: dict[str, AnyRow] = {}
+            if others:
+                found = conn.execute(sa.select(ws).where(ws.c.workflow_uuid.in_(others)))
+                existing = {row._mapping["workflow_uuid"]: row for row in found}
+        return {
+            wf.workflow_id: None if wf.workflow_id in created else existing.get(wf.workflow_id)
+            for wf in unique
+        }
+
     # -- finishing ------------------------------------------------------------
 
     def finish(self, workflow_id: str, status: str, output: str | None, error: str | None) -> bool:
