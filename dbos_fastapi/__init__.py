@@ -8,6 +8,7 @@ answers DBOS errors with JSON (see README_SECTION.md).
 
 from __future__ import annotations
 
+from .dashboard import dashboard_app
 from .errors import error_json_response, install_exception_handlers
 from .logs import RequestIdLogFilter
 from .middleware import DBOSMiddleware
@@ -17,6 +18,7 @@ __all__ = [
     "DBOSMiddleware",
     "RequestIdLogFilter",
     "UserResolver",
+    "dashboard_app",
     "error_json_response",
     "install_exception_handlers",
     "set_authenticated_user",
