@@ -158,7 +158,23 @@ def _timeline(page: Page, m: Any, steps: list[Any], now: int) -> Markup:
     finished = m["status"] not in queries.ACTIVE_STATUSES
     starts = [s._mapping["started_at_epoch_ms"] for s in steps]
     ends = [s._mapping["completed_at_epoch_ms"] for s in steps]
-    origin = min([m["created_at"], *(t for t in starts if t is not None)])
+    created = m["created_at"]
+    # A fork's copied steps ran in the original workflow, before this one existed.
+    copied = {
+        s._mapping["function_id"]
+        for s in steps
+        if m["forked_from"] and (s._mapping["completed_at_epoch_ms"] or created) < created
+    }
+    origin = min(
+        [
+            created,
+            *(
+                t
+                for s, t in zip(steps, starts, strict=True)
+                if t is not None and s._mapping["function_id"] not in copied
+            ),
+        ]
+    )
     end = max([m["updated_at"] if finished else now, *(t for t in ends if t is not None)])
     span = max(end - origin, 1)
     rows: list[Markup] = []
@@ -168,7 +184,9 @@ def _timeline(page: Page, m: Any, steps: list[Any], now: int) -> Markup:
         started, completed = sm["started_at_epoch_ms"], sm["completed_at_epoch_ms"]
         failed = sm["error"] is not None
         took = completed - started if started is not None and completed is not None else None
-        if started is not None and completed is not None:
+        if sm["function_id"] in copied:
+            bar, offset = Markup(""), "copied (forked)"
+        elif started is not None and completed is not None:
             left = (started - origin) * 100 / span
             width = max((completed - started) * 100 / span, MIN_BAR_PERCENT)
             width = min(width, 100 - left) if left < 100 else MIN_BAR_PERCENT
