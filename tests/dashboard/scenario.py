@@ -50,6 +50,9 @@ class Mount:
     start_finishing: Callable[[], str]
     client: DBOSClient
     shots: Path
+    # Signs in as an authenticated user who may not see the dashboard and checks the
+    # refusal (then signs out); None where every signed-in user is allowed.
+    assert_forbidden: Callable[[WebDriver], None] | None = None
 
 
 def status_of(client: DBOSClient, workflow_id: str) -> str | None:
@@ -85,6 +88,9 @@ def run(driver: WebDriver, mount: Mount) -> None:
     driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
     driver.get(mount.dashboard + "/workflows")
     mount.assert_refused(driver)
+    if mount.assert_forbidden is not None:
+        mount.assert_forbidden(driver)
+        driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
     mount.sign_in(driver)
 
     finished = mount.start_finishing()
@@ -204,3 +210,23 @@ def run(driver: WebDriver, mount: Mount) -> None:
         screenshot(driver, mount.shots, f"{shot}-dark")
     finally:
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
+def queue_mount_functions(
+    client: DBOSClient,
+) -> tuple[Callable[[], str], Callable[[str], None], Callable[[], str]]:
+    """start_waiting, approve and start_finishing for the test apps (apps/workflows.py):
+    jobs enqueued by the client, run by the app's process."""
+    counter = iter(range(1, 1_000_000))
+    options = {"queue_name": "dash_jobs", "workflow_name": "dash_job"}
+
+    def start_waiting() -> str:
+        return client.enqueue(options, next(counter), True).get_workflow_id()  # type: ignore[arg-type]
+
+    def approve(workflow_id: str) -> None:
+        client.send(workflow_id, "approved", "approval")
+
+    def start_finishing() -> str:
+        return client.enqueue(options, next(counter), False).get_workflow_id()  # type: ignore[arg-type]
+
+    return start_waiting, approve, start_finishing

@@ -1,0 +1,29 @@
+"""Migrate, create the users ("staff": a superuser; "customer": not staff), serve.
+
+``python -m tests.dashboard.apps.django_site.serve`` with DASH_PORT, DASH_PASSWORD,
+DASH_DB_URL and DASH_DJANGO_DB; Django's own server, threaded.
+"""
+
+from __future__ import annotations
+
+import os
+
+import django
+from django.core.management import call_command
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.dashboard.apps.django_site.settings")
+    django.setup()
+    from django.contrib.auth.models import User
+
+    call_command("migrate", verbosity=0)
+    password = os.environ["DASH_PASSWORD"]
+    if not User.objects.filter(username="staff").exists():
+        User.objects.create_superuser("staff", "staff@example.com", password)
+        User.objects.create_user("customer", "customer@example.com", password)
+    call_command("runserver", f"127.0.0.1:{os.environ['DASH_PORT']}", use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()
