@@ -109,6 +109,13 @@ DASHBOARD_INDEXES = (
         postgresql_where=workflow_status.c.recovery_attempts > 1,
         sqlite_where=workflow_status.c.recovery_attempts > 1,
     ),
+    # A workflow's forks (its page links them): few rows.
+    Index(
+        "ix_workflow_status_forked_from",
+        workflow_status.c.forked_from,
+        postgresql_where=workflow_status.c.forked_from.is_not(None),
+        sqlite_where=workflow_status.c.forked_from.is_not(None),
+    ),
     # ID-prefix search: PostgreSQL's default collation does not order text by bytes, so
     # LIKE 'prefix%' needs pattern ops; SQLite searches a prefix on the primary key.
     Index(
