@@ -25,6 +25,7 @@ Routes (the table is ``ROUTES`` below; ``extra_routes`` lets other modules add t
     POST /workflows/<id>/fork            {"start_step": n, "new_workflow_id"?, "application_version"?}
     GET  /queues                         per queue, how many are ENQUEUED and PENDING
     GET  /queues/workflows?queue_name=   the workflows currently on queues
+    GET  /metrics                        Prometheus metrics (with enable_metrics)
     GET  /dashboard/...                  the HTML dashboard (dbos_core/dashboard)
 """
 
@@ -169,6 +170,7 @@ class AdminServer:
             ("POST", "/workflows/{workflow_id}/fork", self._fork, False),
             ("GET", "/queues", self._queues, False),
             ("GET", "/queues/workflows", self._queued_workflows, False),
+            ("GET", "/metrics", self._metrics, False),
         ]
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -298,6 +300,15 @@ class AdminServer:
 
     def _queued_workflows(self, request: AdminRequest) -> AdminResponse:
         return self._list(_filters_from_query(request.query), queues_only=True)
+
+    def _metrics(self, request: AdminRequest) -> AdminResponse:
+        exposition = self.rt.telemetry.metrics_exposition()
+        if exposition is None:
+            raise HTTPError(
+                404, "METRICS_DISABLED", "Metrics are off: set enable_metrics in DBOSConfig"
+            )
+        body, content_type = exposition
+        return AdminResponse(200, body, content_type)
 
     def _status_of(self, workflow_id: str) -> str | None:
         row = self.rt.sysdb.workflows.get_outcome_row(workflow_id)

@@ -24,6 +24,7 @@ from .error import (
     DBOSNonExistentWorkflowError,
 )
 from .identifiers import check_lookup_id, check_optional_id, check_reused_id
+from .observability import current_traceparent
 from .options import SetEnqueueOptions
 from .runtime import context as ctx
 from .runtime.notifier import Notifier, event_key, stream_key, workflow_key
@@ -247,6 +248,8 @@ class DBOSClient:
             # Start-to-completion: the deadline is set when the workflow is dequeued.
             workflow_deadline_epoch_ms=None,
             max_recovery_attempts=opts.get("max_recovery_attempts"),
+            # The caller's trace, when it has one: the workflow's spans join it.
+            trace_context=current_traceparent(),
         )
         created, row = sysdb.workflows.insert(new)
         if not created and row is not None:

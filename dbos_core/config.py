@@ -52,6 +52,9 @@ class DBOSConfig(TypedDict, total=False):
     max_workflow_threads: int | None
     # Seconds between checks for PENDING workflows of dead processes to take over.
     recovery_interval: float | None
+    # Prometheus metrics (extra "metrics"): served at /metrics by the admin server and
+    # by the adapters' metrics views. Not in the seeds; ours.
+    enable_metrics: bool | None
 
 
 KNOWN_KEYS = frozenset(DBOSConfig.__annotations__)
@@ -86,6 +89,12 @@ class ResolvedConfig:
     raw: dict[str, Any] = field(default_factory=dict)
     admin_allowed_hosts: list[str] = field(default_factory=list)
     admin_deserialize_values: bool = False
+    # Observability (dbos_core/observability): OpenTelemetry as the seeds configure it.
+    enable_otlp: bool = False
+    otlp_traces_endpoints: list[str] = field(default_factory=list)
+    otlp_logs_endpoints: list[str] = field(default_factory=list)
+    otlp_attributes: dict[str, str] = field(default_factory=dict)
+    enable_metrics: bool = False
 
 
 def _positive_int(config: dict[str, Any], key: str, default: int) -> int:
@@ -283,7 +292,65 @@ def resolve_config(config: DBOSConfig | dict[str, Any]) -> ResolvedConfig:
         raw=raw,
         admin_allowed_hosts=[h.lower() for h in allowed_hosts],
         admin_deserialize_values=bool(deserialize_values),
+        **_observability(raw),
     )
+
+
+def _optional_bool(config: dict[str, Any], key: str) -> bool:
+    value = config.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise DBOSConfigurationError(f"DBOSConfig[{key!r}] must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _endpoints(config: dict[str, Any], key: str) -> list[str]:
+    value = config.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise DBOSConfigurationError(f"DBOSConfig[{key!r}] must be a list of URLs, got {value!r}")
+    for url in value:
+        if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
+            raise DBOSConfigurationError(
+                f"DBOSConfig[{key!r}] has {url!r}, which is not an http(s) URL; OTLP/HTTP "
+                "endpoints look like http://collector:4318/v1/traces"
+            )
+    return list(value)
+
+
+def _observability(raw: dict[str, Any]) -> dict[str, Any]:
+    """The OpenTelemetry keys of the seeds and our ``enable_metrics``, checked."""
+    enabled = _optional_bool(raw, "enable_otlp")
+    traces = _endpoints(raw, "otlp_traces_endpoints")
+    logs = _endpoints(raw, "otlp_logs_endpoints")
+    attributes = raw.get("otlp_attributes")
+    if attributes is None:
+        attributes = {}
+    if not isinstance(attributes, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise DBOSConfigurationError(
+            f"DBOSConfig['otlp_attributes'] must be a dict of str to str, got {attributes!r}"
+        )
+    if not enabled:
+        # Accepting these and then doing nothing would hide a mistake.
+        for key, given in (
+            ("otlp_traces_endpoints", traces),
+            ("otlp_logs_endpoints", logs),
+            ("otlp_attributes", attributes),
+        ):
+            if given:
+                raise DBOSConfigurationError(
+                    f"DBOSConfig[{key!r}] is set but enable_otlp is not True: set "
+                    "'enable_otlp': True to export traces and logs over OTLP"
+                )
+    return {
+        "enable_otlp": enabled,
+        "otlp_traces_endpoints": traces,
+        "otlp_logs_endpoints": logs,
+        "otlp_attributes": dict(attributes),
+        "enable_metrics": _optional_bool(raw, "enable_metrics"),
+    }
 
 
 def configure_logger(level: str) -> logging.Logger:

@@ -158,6 +158,7 @@ class DBOS(MessagingAPI, QueueAPI, ManagementAPI, TransactionAPI):
                 rt.destroy()
             else:
                 rt.stopped = True
+                rt.telemetry.stop()  # a launch that failed may have started it
                 rt.sysdb.close()
             if destroy_registry:
                 registry.functions.clear()

@@ -262,3 +262,10 @@ class DBOSNotAuthorizedError(DBOSException):
 
     code = "NOT_AUTHORIZED"
     http_status = 403
+
+
+class DBOSMetricsDisabledError(DBOSException):
+    """Metrics were asked for (a metrics view of an adapter), but ``enable_metrics`` is off."""
+
+    code = "METRICS_DISABLED"
+    http_status = 404

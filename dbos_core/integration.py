@@ -566,3 +566,15 @@ def step_views(workflow_id: str, *, deserialize: bool | None = False) -> list[di
 
     rt, serializer = _views_runtime(deserialize)
     return list_step_views(rt.sysdb, workflow_id, serializer)
+
+
+def metrics_exposition() -> tuple[bytes, str]:
+    """The Prometheus text of the running DBOS and its content type, for the adapters'
+    metrics views (each mounts it behind its own framework's authentication)."""
+    rt = global_state.get_runtime()
+    exposition = rt.telemetry.metrics_exposition()
+    if exposition is None:
+        from .error import DBOSMetricsDisabledError
+
+        raise DBOSMetricsDisabledError("Metrics are off: set enable_metrics in DBOSConfig")
+    return exposition

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .dashboard import dashboard_app
 from .errors import error_json_response, install_exception_handlers
 from .logs import RequestIdLogFilter
+from .metrics import metrics_router
 from .middleware import DBOSMiddleware
 from .users import UserResolver, set_authenticated_user
 
@@ -21,5 +22,6 @@ __all__ = [
     "dashboard_app",
     "error_json_response",
     "install_exception_handlers",
+    "metrics_router",
     "set_authenticated_user",
 ]

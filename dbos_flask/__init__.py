@@ -2,5 +2,6 @@
 
 from .dashboard import dashboard_blueprint
 from .extension import DBOSFlask, DBOSFlaskState
+from .metrics import metrics_blueprint
 
-__all__ = ["DBOSFlask", "DBOSFlaskState", "dashboard_blueprint"]
+__all__ = ["DBOSFlask", "DBOSFlaskState", "dashboard_blueprint", "metrics_blueprint"]

@@ -34,6 +34,10 @@ class WorkflowState:
     # The runtime executing it: a leftover execution of a destroyed runtime must not
     # write through its successor.
     runtime: Any = None
+    # For observability: the stored trace it belongs to, its queue, its execution count.
+    trace_context: str | None = None
+    queue_name: str | None = None
+    recovery_attempts: int = 1
     _next_function_id: int = 1
 
     def next_function_id(self) -> int:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..observability import signals
 from ..queue_limits import QueueLimits
 from .notifier import Waiter, queue_key
 from .registry import registry
@@ -139,11 +140,14 @@ class QueueDispatcher:
                         wake_at = min(wake_at, retry_at)
                 if failed:
                     # The database is unreachable or refusing: back off, log once per outage.
+                    if not self._failing:
+                        signals.database_outage("system", started=True)
                     self._failing = True
                     self._backoff = min(max(self._backoff * 2, 0.1), MAX_BACKOFF_SEC)
                     wake_at = max(wake_at, now + self._backoff)
                 elif self._failing:
                     rt.logger.info("Queue dispatch works again")
+                    signals.database_outage("system", started=False)
                     self._failing, self._backoff = False, 0.0
                 if self._timers_kicked or now >= self._timers_due:
                     self._timers_kicked = False  # a kick during the run triggers another
@@ -261,6 +265,7 @@ class QueueDispatcher:
                 self._fail(workflow_id, exc)
                 continue
             state = state_from_row(rt, m, steps.get(workflow_id, {}))
+            rt.telemetry.dequeued(queue_name, m["created_at"])
             with self._lock:
                 self._running.setdefault(queue_name, set()).add(workflow_id)
             try:

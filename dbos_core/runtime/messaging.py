@@ -139,6 +139,7 @@ def send_protocol(destination_id: Any, message: Any, topic: Any) -> Protocol[Non
     rt = current_runtime()
     # Serialize before anything is written: an unserializable message changes nothing.
     text = serialize_value(rt.serializer, message, f"message to workflow {destination!r}")
+    rt.telemetry.event("dbos.send", {"dbos.destination_id": destination, "dbos.topic": name})
     state = workflow_step_state()
     if state is not None:
         sender = state.workflow_id
@@ -201,6 +202,7 @@ def recv_protocol(topic: Any, timeout_seconds: Any) -> Protocol[Any]:
             "the workflow function"
         )
     rt = current_runtime()
+    rt.telemetry.event("dbos.recv", {"dbos.topic": name, "dbos.timeout_seconds": timeout})
     wid = state.workflow_id
     function_id, record = begin_step(rt, state, RECV)
     timeout_slot = state.next_function_id()
@@ -297,6 +299,7 @@ def durable_deadline(
 def sleep_protocol(seconds: Any) -> Protocol[None]:
     duration = check_timeout(seconds, "DBOS.sleep: seconds")
     rt = current_runtime()
+    rt.telemetry.event("dbos.sleep", {"dbos.sleep.seconds": duration})
     state = workflow_step_state()
     if state is None:
         yield from wait_until(rt, [], None, fixed_deadline(duration))
@@ -329,6 +332,7 @@ def set_event_protocol(key: Any, value: Any) -> Protocol[None]:
         )
     rt = current_runtime()
     text = serialize_value(rt.serializer, value, f"value of event {name!r}")
+    rt.telemetry.event("dbos.set_event", {"dbos.event.key": name})
     wid = current.workflow_id
     state = workflow_step_state()
     if state is not None:
@@ -351,6 +355,10 @@ def get_event_protocol(workflow_id: Any, key: Any, timeout_seconds: Any) -> Prot
     name = _require_str(key, "get_event: key")
     timeout = check_timeout(timeout_seconds, "get_event: timeout_seconds")
     rt = current_runtime()
+    rt.telemetry.event(
+        "dbos.get_event",
+        {"dbos.event.workflow_id": target, "dbos.event.key": name, "dbos.timeout_seconds": timeout},
+    )
     checked_exists = False
 
     def probe(_notified: bool) -> Protocol[tuple[bool, Any]]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from .. import __version__
 from ..config import ResolvedConfig, configure_logger
 from ..error import DBOSException
+from ..observability import Telemetry, build_telemetry
 from . import effects
 from .context import WorkflowState
 from .liveness import FileLiveness, Liveness, PostgresLiveness
@@ -67,6 +68,8 @@ class Runtime:
             engine=config.system_database_engine,
         )
         self.notifier = Notifier()
+        # Traces, logs and metrics (dbos_core/observability); a no-op when all are off.
+        self.telemetry: Telemetry = build_telemetry(config)
         self.app_version: str = config.application_version or ""
         self.launched = False
         self.stopped = False
@@ -98,6 +101,7 @@ class Runtime:
         # start_services=False: a management session (CLI) that inspects workflows
         # without dispatching queues or schedules in its short-lived process.
         self.pid = os.getpid()
+        self.telemetry.start(self)
         self.sysdb.open(self.config.database_connect_timeout)
         if not self.app_version:
             self.app_version = registry.compute_app_version(__version__)
@@ -162,6 +166,7 @@ class Runtime:
             self.blocking_pool.shutdown(wait=False, cancel_futures=True)
         if effects._blocking_pool is self.blocking_pool:
             effects.set_blocking_pool(None)
+        self.telemetry.stop()
         self.sysdb.close()
 
     def forked_away(self) -> bool:
@@ -171,6 +176,7 @@ class Runtime:
     def abandon_after_fork(self) -> None:
         """Drop the parent's connections without closing them (they are the parent's)."""
         self.stopped = True
+        self.telemetry.abandon()
         if self.sysdb.db.owns_engine:
             self.sysdb.db.engine.dispose(close=False)
 

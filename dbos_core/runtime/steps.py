@@ -164,7 +164,8 @@ def step_protocol(
     started = int(time.time() * 1000)
     token = ctx.current_step.set(ctx.StepState(name, function_id))
     try:
-        result = yield from _attempts(name, options, func, args, kwargs, state, rt)
+        attempts = _attempts(name, options, func, args, kwargs, state, rt)
+        result = yield from rt.telemetry.step(state, function_id, name, attempts)
     except DBOSWorkflowCancelledError:
         raise
     except DBOSDestroyedError:
@@ -202,6 +203,8 @@ def _attempts(
             errors.append(exc)
             if attempt == options.max_attempts:
                 break
+            if rt is not None:
+                rt.telemetry.step_retry(name, attempt, exc)
         if state is not None and rt is not None:
             # Back off, but wake at once if the workflow is cancelled meanwhile.
             waiter = rt.notifier.subscribe([cancel_key(state.workflow_id)])

@@ -76,6 +76,8 @@ def wait_until(
     if state is not None:
         all_keys.append(cancel_key(state.workflow_id))
     waiter = rt.notifier.subscribe(all_keys)
+    parked = 1 if state is not None else 0
+    rt.telemetry.waiting(parked)
     try:
         until: float | None = None
         first = True
@@ -115,6 +117,7 @@ def wait_until(
                 next_cancel_check = time.monotonic()
                 yield from _notice_remote_cancel(rt, state)
     finally:
+        rt.telemetry.waiting(-parked)
         rt.notifier.unsubscribe(waiter)
 
 

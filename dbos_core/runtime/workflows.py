@@ -166,6 +166,8 @@ def start_protocol(
     request = ctx.request_context.get()
     inputs: WorkflowInputs = {"args": call_args, "kwargs": kwargs}
     inputs_text = serialize_value(rt.serializer, inputs, f"inputs of workflow {reg.name!r}")
+    queue_name = queue.queue_name if queue else None
+    trace_context = rt.telemetry.start_context(reg.name, workflow_id, mode, queue_name)
     new = NewWorkflow(
         workflow_id=workflow_id,
         name=reg.name,
@@ -192,6 +194,7 @@ def start_protocol(
         max_recovery_attempts=reg.max_recovery_attempts,
         owner_instance=rt.instance_id,
         created_at=now,
+        trace_context=trace_context,
     )
     inserter = insert or rt.sysdb.workflows.insert
     created, row = yield Blocking(lambda: inserter(new, link))
@@ -211,6 +214,7 @@ def start_protocol(
         assumed_role=role,
         request_id=new.request_id,
         runtime=rt,
+        trace_context=trace_context,
     )
     if instance is not None:
         call_args = (instance, *call_args)
@@ -231,7 +235,7 @@ def execute_protocol(
     tokens = _enter_workflow(state)
     try:
         try:
-            result = yield UserCall(reg.func, args, kwargs)
+            result = yield from rt.telemetry.workflow(state, UserCall(reg.func, args, kwargs))
         except DBOSDestroyedError:
             raise  # leave the workflow PENDING: a later launch recovers it
         except BaseException as exc:
@@ -311,6 +315,8 @@ def await_result_protocol(
         keys.append(cancel_key(state.workflow_id))
     waiter = rt.notifier.subscribe(keys)
     give_up = None if timeout is None else time.monotonic() + timeout
+    parked = 1 if state is not None else 0
+    rt.telemetry.waiting(parked)
     try:
         while True:
             row = yield Blocking(lambda: rt.sysdb.workflows.get_outcome_row(workflow_id))
@@ -330,6 +336,7 @@ def await_result_protocol(
                 wait = min(wait, remaining)
             yield Wait(waiter, wait)
     finally:
+        rt.telemetry.waiting(-parked)
         rt.notifier.unsubscribe(waiter)
 
 
@@ -428,6 +435,7 @@ def recover_workflow(rt: Runtime, workflow_id: str, expected_owner: Any = ANY_OW
     args, kwargs = load_call(rt, reg, m)
     state = state_from_row(rt, m)
     dispatch(rt, reg, state, args, kwargs)
+    rt.telemetry.recovered(reg.name)
     return True
 
 
@@ -448,6 +456,9 @@ def state_from_row(
         assumed_role=m["assumed_role"],
         request_id=m["request_id"],
         runtime=rt,
+        trace_context=m["trace_context"],
+        queue_name=m["queue_name"],
+        recovery_attempts=m["recovery_attempts"],
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine.url import URL, make_url
 
 from ..error import DBOSConfigurationError, DBOSDatabaseUnavailableError
 from ..identifiers import check_schema_name
+from ..observability import signals
 from .schema import SCHEMA_PLACEHOLDER
 
 logger = logging.getLogger("dbos")
@@ -171,6 +172,7 @@ class Database:
                         f"{timeout:.0f}s: {text.strip()}"
                     ) from exc
                 logger.warning("System database not reachable yet (%s); retrying", text.strip())
+                signals.database_retry("system")
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 

@@ -309,3 +309,25 @@ def queue_summary(sysdb: SystemDatabase) -> list[dict[str, Any]]:
         entry = summary.setdefault(queue, {"queue_name": queue, "ENQUEUED": 0, "PENDING": 0})
         entry[status] = int(count)
     return list(summary.values())
+
+
+def queue_backlog(sysdb: SystemDatabase) -> list[tuple[str, int, int]]:
+    """Per queue: how many workflows wait ENQUEUED and when the oldest was created (ms).
+
+    One grouped read for the metrics scrape. The debounce hold queue is left out: its
+    workflows wait for their debounce delay, not for a worker.
+    """
+    from .debounce import HOLD_QUEUE
+
+    stmt = (
+        sa.select(ws.c.queue_name, sa.func.count(), sa.func.min(ws.c.created_at))
+        .where(ws.c.queue_name.is_not(None), ws.c.status == "ENQUEUED")
+        .group_by(ws.c.queue_name)
+    )
+    with sysdb.db.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [
+        (str(queue), int(count), int(oldest))
+        for queue, count, oldest in rows
+        if queue != HOLD_QUEUE
+    ]

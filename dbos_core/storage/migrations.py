@@ -96,7 +96,19 @@ def _v2_fewer_notifications(conn: Connection, db: Database) -> None:
         _install_publish_function(conn, db)
 
 
-def _v3_dashboard_indexes(conn: Connection, db: Database) -> None:
+def _v3_trace_context(conn: Connection, db: Database) -> None:
+    """``workflow_status.trace_context``: the trace a workflow belongs to (observability).
+
+    Databases created by v1 after the column was declared already have it.
+    """
+    schema = None if db.is_sqlite else db.schema
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("workflow_status", schema=schema)}
+    if "trace_context" not in columns:
+        table = "workflow_status" if db.is_sqlite else f'"{db.schema}".workflow_status'
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN trace_context TEXT")
+
+
+def _v4_dashboard_indexes(conn: Connection, db: Database) -> None:
     """The indexes of the dashboard's pages (``schema.DASHBOARD_INDEXES``). Databases
     created by v1 after they were declared have them already."""
     for index in DASHBOARD_INDEXES:
@@ -106,7 +118,8 @@ def _v3_dashboard_indexes(conn: Connection, db: Database) -> None:
 MIGRATIONS: list[Callable[[Connection, Database], None]] = [
     _v1_initial,
     _v2_fewer_notifications,
-    _v3_dashboard_indexes,
+    _v3_trace_context,
+    _v4_dashboard_indexes,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

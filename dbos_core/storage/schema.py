@@ -61,6 +61,9 @@ workflow_status = Table(
     Column("forked_from", Text),
     # Guards against recovering a workflow more times than allowed.
     Column("max_recovery_attempts", Integer),
+    # W3C traceparent of the trace the workflow belongs to (migration v3), so that an
+    # execution recovered in another process continues the same trace.
+    Column("trace_context", Text),
     UniqueConstraint("queue_name", "deduplication_id", name="uq_workflow_status_queue_dedup"),
 )
 Index("ix_workflow_status_created_at", workflow_status.c.created_at)
@@ -75,7 +78,7 @@ Index(
 Index("ix_workflow_status_parent", workflow_status.c.parent_workflow_id)
 
 # What the dashboard's list, queue and health pages read (storage/dashboard.py), so that
-# each page stays one short index range on a table of millions (migration v3).
+# each page stays one short index range on a table of millions (migration v4).
 DASHBOARD_INDEXES = (
     Index(
         "ix_workflow_status_status_created", workflow_status.c.status, workflow_status.c.created_at

@@ -55,6 +55,8 @@ class NewWorkflow:
     max_recovery_attempts: int | None = None
     owner_instance: str | None = None
     created_at: int | None = None
+    # W3C traceparent of the trace this workflow belongs to (observability).
+    trace_context: str | None = None
 
     def values(self) -> dict[str, Any]:
         stamp = self.created_at or now_ms()
@@ -88,6 +90,7 @@ class NewWorkflow:
             "forked_from": self.forked_from,
             "max_recovery_attempts": self.max_recovery_attempts,
             "owner_instance": self.owner_instance if self.status == "PENDING" else None,
+            "trace_context": self.trace_context,
         }
 
 

@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from ..error import DBOSException
+from ..observability import signals
 from ..runtime import context as ctx
 from ..runtime.effects import Blocking, Protocol
 from ..runtime.runtime import Runtime, Service, service_factories
@@ -128,11 +129,14 @@ def transaction_protocol(
         function_id,
         lambda value: serialize_value(rt.serializer, value, f"output of transaction {name!r}"),
     )
+    run = Blocking(
+        lambda: _run_with_retries(
+            backend, name, isolation_level, checkpoint, state, func, args, kwargs
+        )
+    )
     try:
-        result = yield Blocking(
-            lambda: _run_with_retries(
-                backend, name, isolation_level, checkpoint, state, func, args, kwargs
-            )
+        result = yield from rt.telemetry.step(
+            state, function_id, name, _perform(run), "transaction"
         )
     except Exception as exc:
         # A concurrent execution of the same workflow may have committed this transaction
@@ -149,6 +153,10 @@ def transaction_protocol(
         # Rolled back: nothing of it exists in the application database. Record the error.
         return (yield from record_outcome(rt, state, function_id, name, started, None, exc))
     return (yield from record_outcome(rt, state, function_id, name, started, result, None))
+
+
+def _perform(effect: Blocking) -> Protocol[Any]:
+    return (yield effect)
 
 
 def _run_with_retries(
@@ -182,6 +190,7 @@ def _run_with_retries(
         except Exception as exc:
             if not backend.is_retryable(exc):
                 raise
+            signals.database_retry("application")
         if state is not None:
             state.check_cancelled()
         # Jitter keeps two conflicting transactions from colliding again in lockstep.

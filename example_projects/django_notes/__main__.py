@@ -18,6 +18,7 @@ def main() -> None:
     import django
     from django.core.management import call_command
 
+    instrument_if_traced()
     django.setup()
     call_command("migrate", "--noinput", verbosity=0)
     from django.contrib.auth import get_user_model
@@ -31,6 +32,15 @@ def main() -> None:
     dbos_django.launch()
     print(f"django_notes on http://{args.host}:{args.port}/ (admin: demo / demo)", flush=True)
     call_command("runserver", f"{args.host}:{args.port}", use_reloader=False)
+
+
+def instrument_if_traced() -> None:
+    """Request spans (honouring an inbound traceparent), before Django loads its middleware:
+    a note published by a request is then a child of the request's span."""
+    if os.environ.get("NOTES_OTLP_COLLECTOR"):
+        from opentelemetry.instrumentation.django import DjangoInstrumentor
+
+        DjangoInstrumentor().instrument()
 
 
 if __name__ == "__main__":

@@ -7,17 +7,18 @@ killing the server mid-checkout and starting it again finishes the checkout.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
 from dbos_core import DBOS, DBOSConfig, Queue
-from dbos_fastapi import DBOSMiddleware, install_exception_handlers
+from dbos_fastapi import DBOSMiddleware, install_exception_handlers, metrics_router
 
 from . import staff
 
@@ -96,11 +97,27 @@ def validate(order: Order) -> None:
         raise HTTPException(422, "an order needs at least one item, each quantity >= 1")
 
 
+def require_metrics_token(request: Request) -> None:
+    # Stand-in for real operator authentication: a bearer token from the environment.
+    expected = f"Bearer {os.environ.get('SHOP_METRICS_TOKEN', '')}"
+    given = request.headers.get("authorization", "")
+    if not os.environ.get("SHOP_METRICS_TOKEN") or not hmac.compare_digest(given, expected):
+        raise HTTPException(401, "a valid metrics token is required")
+
+
 def create_app(config: DBOSConfig, staff_password: str | None = None) -> FastAPI:
     app = FastAPI(title="Durable shop")
     install_exception_handlers(app)
     # The DBOS workflow dashboard at /dbos, for staff (see staff.py).
     staff.install(app, staff_password or os.environ.get("SHOP_STAFF_PASSWORD"))
+    if config.get("enable_otlp"):
+        # Request spans (honouring an inbound traceparent): a checkout started by a
+        # request is a child of the request's span, its steps below it.
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app)
+    if config.get("enable_metrics"):
+        app.include_router(metrics_router(dependencies=[Depends(require_metrics_token)]))
 
     @app.post("/checkout")
     def checkout_now(order: Order) -> dict[str, Any]:
@@ -146,10 +163,18 @@ def create_app(config: DBOSConfig, staff_password: str | None = None) -> FastAPI
 
 
 def default_config() -> DBOSConfig:
-    return {
+    config: DBOSConfig = {
         "name": "fastapi-shop",
         "system_database_url": os.environ.get("DBOS_SYSTEM_DATABASE_URL", "sqlite:///shop.sqlite"),
     }
+    collector = os.environ.get("OTLP_COLLECTOR")  # e.g. http://localhost:4318
+    if collector:
+        config["enable_otlp"] = True
+        config["otlp_traces_endpoints"] = [f"{collector}/v1/traces"]
+        config["otlp_logs_endpoints"] = [f"{collector}/v1/logs"]
+    if os.environ.get("SHOP_METRICS_TOKEN"):
+        config["enable_metrics"] = True
+    return config
 
 
 app = create_app(default_config())

@@ -208,7 +208,9 @@ def test_django_urls(driver: WebDriver, db_url: str, tmp_path: Path) -> None:
         d.find_element(By.ID, "id_username").send_keys("customer")
         d.find_element(By.ID, "id_password").send_keys(password)
         d.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait_until(d, lambda d: "403 Forbidden" in d.page_source, "a user who is not staff gets 403")
+        wait_until(
+            d, lambda d: "403 Forbidden" in d.page_source, "a user who is not staff gets 403"
+        )
         assert d.current_url.endswith("/dbos/workflows")
 
     def sign_in(d: WebDriver) -> None:

@@ -68,3 +68,14 @@ else:
 
 # The DBOS system tables live in the "default" database too (no other key needed).
 DBOS = {"name": "django-notes"}
+
+# Tracing: NOTES_OTLP_COLLECTOR=http://localhost:4318 exports traces and logs over OTLP/HTTP
+# (__main__.py and wsgi.py instrument Django, so requests are spans too).
+if os.environ.get("NOTES_OTLP_COLLECTOR"):
+    _collector = os.environ["NOTES_OTLP_COLLECTOR"]
+    DBOS["enable_otlp"] = True
+    DBOS["otlp_traces_endpoints"] = [f"{_collector}/v1/traces"]
+    DBOS["otlp_logs_endpoints"] = [f"{_collector}/v1/logs"]
+# Prometheus metrics at /metrics/, for staff users (see urls.py).
+if os.environ.get("NOTES_METRICS"):
+    DBOS["enable_metrics"] = True
