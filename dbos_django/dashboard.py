@@ -20,6 +20,7 @@ browser leaves (at most ten minutes, then it reconnects). Set
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -104,13 +105,17 @@ def serve(request: HttpRequest, subpath: str = "") -> HttpResponse | StreamingHt
     lifecycle.ensure_launched_for_request()
     base = request.path[: len(request.path) - len(subpath)] if subpath else request.path
     headers = {k.lower(): v for k, v in request.headers.items()}
+    headers["host"] = request.get_host()  # validated against ALLOWED_HOSTS
     result = _dashboard().handle(
         DashboardRequest(
             method=request.method or "GET",
             path="/" + subpath,
             base_path=base.rstrip("/") or "/",
             query_string=request.META.get("QUERY_STRING", ""),
-            body=request.body if request.method == "POST" else b"",
+            # The form as Django parsed it (CsrfViewMiddleware may have read the stream).
+            body=urlencode(list(request.POST.items())).encode()
+            if request.method == "POST"
+            else b"",
             headers=headers,
             cookies=dict(request.COOKIES),
             viewer=user.get_username(),

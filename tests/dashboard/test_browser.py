@@ -177,6 +177,7 @@ def test_flask_blueprint(driver: WebDriver, db_url: str, tmp_path: Path) -> None
                 tmp_path,
                 assert_forbidden=forbidden,
             ),
+            full=False,
         )
 
 
@@ -240,4 +241,5 @@ def test_django_urls(driver: WebDriver, db_url: str, tmp_path: Path) -> None:
                 tmp_path,
                 assert_forbidden=forbidden,
             ),
+            full=False,
         )
