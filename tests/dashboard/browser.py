@@ -7,6 +7,7 @@ neither is on the machine.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -35,6 +36,18 @@ CHROME_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--window-size=1280,900",
+)
+# Regenerate the README's screenshots with
+#   DBOS_DASHBOARD_SHOTS=docs/dashboard pytest tests/dashboard/test_browser.py -k fastapi
+README_SHOTS = frozenset(
+    {
+        "fastapi-live",
+        "fastapi-detail",
+        "fastapi-queues",
+        "fastapi-health",
+        "fastapi-phone",
+        "fastapi-dark",
+    }
 )
 # Seconds to wait for a page, a live update or a state in the database.
 WAIT = 30
@@ -85,6 +98,12 @@ def screenshot(driver: WebDriver, folder: Path, name: str) -> Path:
     )
     path = folder / f"{name}.png"
     path.write_bytes(data)
+    docs = os.environ.get("DBOS_DASHBOARD_SHOTS")
+    if docs and name in README_SHOTS:
+        # The README's pictures: smaller, in a 64-color palette.
+        picture = Image.open(BytesIO(data)).convert("RGB")
+        picture.thumbnail((960, 960))
+        picture.quantize(64).save(Path(docs) / f"{name}.png", optimize=True)
     return path
 
 
