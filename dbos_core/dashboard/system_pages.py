@@ -165,6 +165,28 @@ def iso_of(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _process_counts(rt: Any) -> Markup:
+    """Step retries and recoveries counted by this process's metrics (``enable_metrics``):
+    retries are not stored in the database, so only the metrics know them."""
+    exposition = rt.telemetry.metrics_exposition()
+    if exposition is None:
+        return Markup(
+            '<p class="muted">Step retries are not stored in the database; with '
+            "<code>enable_metrics</code> this page shows this process's count.</p>"
+        )
+    totals = {"dbos_step_retries_total": 0.0, "dbos_workflow_recoveries_total": 0.0}
+    for line in exposition[0].decode("utf-8", "replace").splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return Markup(
+        '<dl class="facts"><div><dt>Step retries in this process since it started</dt>'
+        f'<dd id="step-retries">{int(totals["dbos_step_retries_total"])}</dd></div>'
+        "<div><dt>Recoveries run by this process since it started</dt>"
+        f"<dd>{int(totals['dbos_workflow_recoveries_total'])}</dd></div></dl>"
+    )
+
+
 def health_page(page: Page) -> DashboardResponse:
     rt = page.rt
     db = rt.sysdb.db
@@ -220,5 +242,6 @@ def health_page(page: Page) -> DashboardResponse:
         errors=str(found.errors_last_hour),
         recovered_link=page.url("workflows", window="1h", status="MAX_RECOVERY_ATTEMPTS_EXCEEDED"),
         errors_link=page.url("workflows", window="1h", status="ERROR"),
+        process_counts=_process_counts(rt),
     )
     return page.frame("Health", "health", content)

@@ -312,3 +312,40 @@ async def test_a_live_workflow_page_streams_on_an_event_loop(dbos: type[DBOS]) -
         received = await asyncio.wait_for(anext(chunks), 30)
     await chunks.aclose()
     assert stream.closed
+
+
+_flaky_calls: list[int] = []
+
+
+@DBOS.step(retries_allowed=True, interval_seconds=0.01, max_attempts=3)
+def dashpage_flaky() -> str:
+    _flaky_calls.append(1)
+    if len(_flaky_calls) < 3:
+        raise ConnectionError("not yet")
+    return "ok"
+
+
+@DBOS.workflow()
+def dashpage_retrying() -> str:
+    return dashpage_flaky()
+
+
+def test_health_counts_step_retries_with_metrics(dbos_config: Any) -> None:
+    DBOS.destroy()
+    DBOS(config={**dbos_config, "enable_metrics": True})
+    DBOS.launch()
+    try:
+        without = html(get(Dashboard(), "/health"))
+        assert 'id="step-retries">0<' in without
+        _flaky_calls.clear()
+        assert dashpage_retrying() == "ok"
+        page = html(get(Dashboard(), "/health"))
+        assert 'id="step-retries">2<' in page
+    finally:
+        DBOS.destroy()
+    DBOS(config=dbos_config)
+    DBOS.launch()
+    try:
+        assert "Step retries are not stored in the database" in html(get(Dashboard(), "/health"))
+    finally:
+        DBOS.destroy()
