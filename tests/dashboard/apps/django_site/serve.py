@@ -22,6 +22,11 @@ def main() -> None:
     if not User.objects.filter(username="staff").exists():
         User.objects.create_superuser("staff", "staff@example.com", password)
         User.objects.create_user("customer", "customer@example.com", password)
+    # Launch before serving, so that the server answers only once DBOS runs (and its
+    # system database exists for the test's client).
+    import dbos_django
+
+    dbos_django.launch()
     call_command("runserver", f"127.0.0.1:{os.environ['DASH_PORT']}", use_reloader=False)
 
 
