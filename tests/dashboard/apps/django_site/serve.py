@@ -13,7 +13,8 @@ from django.core.management import call_command
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.dashboard.apps.django_site.settings")
+    # Ours, even when the environment names another site (the Django tests set one).
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.dashboard.apps.django_site.settings"
     django.setup()
     from django.contrib.auth.models import User
 
