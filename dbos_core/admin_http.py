@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -76,6 +76,9 @@ class AdminResponse:
     body: bytes
     content_type: str = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # A streamed body (server-sent events): written chunk by chunk on a thread of its
+    # own until it ends or the client goes away; ``body`` is then ignored.
+    stream: Iterator[bytes] | None = None
 
 
 def json_response(status: int, payload: Any) -> AdminResponse:
@@ -96,6 +99,9 @@ class Route:
     handler: Handler
     # Public routes (the health check) need no token and answer any Host.
     public: bool = False
+    # Another credential this route takes instead of the bearer token (the dashboard's
+    # session cookie); it sees the request head only. The Host and Origin checks stay.
+    accepts: Callable[[AdminRequest], bool] | None = None
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
         parts = [p for p in self.pattern.strip("/").split("/") if p]
@@ -116,8 +122,16 @@ class RouteTable:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def add(self, method: str, pattern: str, handler: Handler, *, public: bool = False) -> None:
-        self.routes.append(Route(method.upper(), pattern, handler, public))
+    def add(
+        self,
+        method: str,
+        pattern: str,
+        handler: Handler,
+        *,
+        public: bool = False,
+        accepts: Callable[[AdminRequest], bool] | None = None,
+    ) -> None:
+        self.routes.append(Route(method.upper(), pattern, handler, public, accepts))
 
     def find(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
         """The route for ``method path`` and its parameters; else None and the methods
@@ -163,12 +177,19 @@ def _status_line(status: int) -> str:
 def encode_response(response: AdminResponse) -> bytes:
     head = _status_line(response.status)
     head += f"Content-Type: {response.content_type}\r\n"
-    head += f"Content-Length: {len(response.body)}\r\n"
+    if response.stream is None:
+        head += f"Content-Length: {len(response.body)}\r\n"
+    else:
+        return _encode_head(head, response)
+    return _encode_head(head, response) + response.body
+
+
+def _encode_head(head: str, response: AdminResponse) -> bytes:
     head += "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
     for name, value in response.headers:
         head += f"{name}: {value}\r\n"
     head += "Connection: close\r\n\r\n"
-    return head.encode("latin-1") + response.body
+    return head.encode("latin-1")
 
 
 def _parse_head(data: bytes) -> AdminRequest:
@@ -215,6 +236,7 @@ class AdminHTTPServer:
         workers: int = 4,
         max_connections: int = 256,
         max_queued: int = 64,
+        max_streams: int = 16,
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self.host = host
@@ -236,6 +258,9 @@ class AdminHTTPServer:
         self._connections: dict[socket.socket, _Connection] = {}
         self._queued = 0
         self._queued_lock = threading.Lock()
+        # Open streamed responses: each has a thread; past the limit they are refused.
+        self.max_streams = max_streams
+        self._streams: set[socket.socket] = set()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -275,6 +300,13 @@ class AdminHTTPServer:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        with self._queued_lock:
+            streams = list(self._streams)
+        for stream_sock in streams:
+            try:
+                stream_sock.shutdown(socket.SHUT_RDWR)  # its next write fails; it ends
+            except OSError:
+                pass
         for sock in (self._wake_r, self._wake_w):
             if sock is not None:
                 sock.close()
@@ -447,8 +479,16 @@ class AdminHTTPServer:
     # -- the workers --------------------------------------------------------------------
 
     def _serve(self, sock: socket.socket, route: Route, request: AdminRequest) -> None:
+        streaming = False
         try:
             response = self._respond(route, request)
+            if response.stream is not None:
+                streaming = self._start_stream(sock, response)
+                if streaming:
+                    return
+                response = json_response(
+                    503, error_payload("BUSY", "Too many open event streams; try again")
+                )
             sock.setblocking(True)
             sock.settimeout(WRITE_TIMEOUT)
             sock.sendall(encode_response(response))
@@ -456,9 +496,42 @@ class AdminHTTPServer:
         except OSError:
             pass
         finally:
-            sock.close()
+            if not streaming:
+                sock.close()
             with self._queued_lock:
                 self._queued -= 1
+
+    def _start_stream(self, sock: socket.socket, response: AdminResponse) -> bool:
+        """Hand a streamed response to a thread of its own; False when too many are open."""
+        with self._queued_lock:
+            if len(self._streams) >= self.max_streams or self._stopping.is_set():
+                return False
+            self._streams.add(sock)
+        threading.Thread(
+            target=self._stream, args=(sock, response), name="dbos-admin-stream", daemon=True
+        ).start()
+        return True
+
+    def _stream(self, sock: socket.socket, response: AdminResponse) -> None:
+        assert response.stream is not None
+        chunks = response.stream
+        try:
+            sock.setblocking(True)
+            sock.settimeout(WRITE_TIMEOUT)
+            sock.sendall(encode_response(response))
+            for chunk in chunks:
+                if self._stopping.is_set():
+                    break
+                sock.sendall(chunk)
+        except OSError:
+            pass  # the client went away (or the server stopped): end the stream
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # runs the stream's own clean-up (unsubscribing its waiter)
+            with self._queued_lock:
+                self._streams.discard(sock)
+            sock.close()
 
     def _respond(self, route: Route, request: AdminRequest) -> AdminResponse:
         try:

@@ -26,6 +26,7 @@ Routes (the table is ``ROUTES`` below; ``extra_routes`` lets other modules add t
     GET  /queues                         per queue, how many are ENQUEUED and PENDING
     GET  /queues/workflows?queue_name=   the workflows currently on queues
     GET  /metrics                        Prometheus metrics (with enable_metrics)
+    GET  /dashboard/...                  the HTML dashboard (dbos_core/dashboard)
 """
 
 from __future__ import annotations
@@ -148,6 +149,10 @@ class AdminServer:
         self.routes = RouteTable()
         for method, pattern, handler, public in self._route_list():
             self.routes.add(method, pattern, handler, public=public)
+        from .dashboard.admin_mount import add_dashboard_routes
+
+        # The HTML dashboard at /dashboard (its session cookie stands in for the token).
+        add_dashboard_routes(self.routes, rt, self.token)
         for add_routes in extra_routes:
             add_routes(self.routes, rt)
         self._http: AdminHTTPServer | None = None
@@ -209,7 +214,9 @@ class AdminServer:
         if self.token is not None:
             given = request.headers.get("authorization", "")
             expected = f"Bearer {self.token}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            if not hmac.compare_digest(given.encode(), expected.encode()) and not (
+                route is not None and route.accepts is not None and route.accepts(request)
+            ):
                 raise HTTPError(401, "UNAUTHORIZED", "Missing or wrong bearer token")
         origin = request.headers.get("origin")
         if request.method in _STATE_CHANGING and origin is not None:

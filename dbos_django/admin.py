@@ -53,11 +53,15 @@ class WorkflowAdmin(admin.ModelAdmin):
         ]
 
     def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+        from .dashboard import dashboard_url
+
         return {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": title,
             "has_change_permission": self.has_change_permission(request),
+            # The live dashboard, when the project installed dbos_django.dashboard's URLs.
+            "dashboard_url": dashboard_url(),
         }
 
     def list_view(self, request: HttpRequest) -> HttpResponse:

@@ -8,6 +8,7 @@ answers DBOS errors with JSON (see README_SECTION.md).
 
 from __future__ import annotations
 
+from .dashboard import dashboard_app
 from .errors import error_json_response, install_exception_handlers
 from .logs import RequestIdLogFilter
 from .metrics import metrics_router
@@ -18,6 +19,7 @@ __all__ = [
     "DBOSMiddleware",
     "RequestIdLogFilter",
     "UserResolver",
+    "dashboard_app",
     "error_json_response",
     "install_exception_handlers",
     "metrics_router",

@@ -78,6 +78,18 @@ def register_schedule(func: Callable[..., Any], cron: str) -> None:
     _changed.set()
 
 
+def registered_schedules() -> list[Schedule]:
+    """The schedules this process fires (the dashboard lists them)."""
+    with _lock:
+        return [s for name, s in _schedules.items() if registry.get(name) is s.reg]
+
+
+def next_fire_time(cron: str, after: datetime) -> datetime:
+    """The first time ``cron`` fires after ``after``."""
+    value: datetime = _croniter(cron, after).get_next(datetime)
+    return value
+
+
 def unregister_schedule(name: str) -> None:
     """Stop firing a schedule (tests, or code that replaces a schedule)."""
     with _lock:

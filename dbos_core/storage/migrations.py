@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .database import Database
-from .schema import metadata, migrations_table
+from .schema import DASHBOARD_INDEXES, metadata, migrations_table
 
 # An arbitrary constant that names "DBOS schema migration" among advisory locks.
 _ADVISORY_LOCK_KEY = 0x0DB05C4E
@@ -108,10 +108,18 @@ def _v3_trace_context(conn: Connection, db: Database) -> None:
         conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN trace_context TEXT")
 
 
+def _v4_dashboard_indexes(conn: Connection, db: Database) -> None:
+    """The indexes of the dashboard's pages (``schema.DASHBOARD_INDEXES``). Databases
+    created by v1 after they were declared have them already."""
+    for index in DASHBOARD_INDEXES:
+        index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection, Database], None]] = [
     _v1_initial,
     _v2_fewer_notifications,
     _v3_trace_context,
+    _v4_dashboard_indexes,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -20,6 +20,8 @@ from starlette.requests import HTTPConnection
 from dbos_core import DBOS, DBOSConfig, Queue
 from dbos_fastapi import DBOSMiddleware, install_exception_handlers, metrics_router
 
+from . import staff
+
 log = logging.getLogger("shop")
 
 # Prices in cents.
@@ -28,9 +30,16 @@ CATALOG: dict[str, int] = {"book": 1200, "pen": 250, "mug": 800}
 # Background orders wait here; each server process works on at most 5 at a time.
 orders_queue = Queue("orders", worker_concurrency=5)
 
+# Orders of this total or more wait for a manager's approval before the card is charged.
+APPROVAL_CENTS = 10_000
+
 
 class Order(BaseModel):
     items: dict[str, int] = Field(description="item name -> quantity")
+
+
+class OrderNotApproved(Exception):
+    pass
 
 
 @DBOS.step()
@@ -57,6 +66,12 @@ def checkout(items: dict[str, int]) -> dict[str, Any]:
     # Progress is published as an event that clients read while the order runs.
     DBOS.set_event("progress", "pricing")
     total = price_order(items)
+    if total >= APPROVAL_CENTS:
+        # A durable wait: the order may wait days for POST /orders/{id}/approve, across
+        # restarts, without holding a thread.
+        DBOS.set_event("progress", "awaiting approval")
+        if DBOS.recv("approval", timeout_seconds=7 * 24 * 3600) != "approved":
+            raise OrderNotApproved(f"order of {total} cents was not approved")
     DBOS.set_event("progress", "charging")
     payment_id = charge_card(DBOS.authenticated_user, total)
     send_confirmation(DBOS.workflow_id or "", payment_id)
@@ -90,9 +105,11 @@ def require_metrics_token(request: Request) -> None:
         raise HTTPException(401, "a valid metrics token is required")
 
 
-def create_app(config: DBOSConfig) -> FastAPI:
+def create_app(config: DBOSConfig, staff_password: str | None = None) -> FastAPI:
     app = FastAPI(title="Durable shop")
     install_exception_handlers(app)
+    # The DBOS workflow dashboard at /dbos, for staff (see staff.py).
+    staff.install(app, staff_password or os.environ.get("SHOP_STAFF_PASSWORD"))
     if config.get("enable_otlp"):
         # Request spans (honouring an inbound traceparent): a checkout started by a
         # request is a child of the request's span, its steps below it.
@@ -127,6 +144,12 @@ def create_app(config: DBOSConfig) -> FastAPI:
             "progress": progress,
             "receipt": receipt,
         }
+
+    @app.post("/orders/{order_id}/approve")
+    async def approve(order_id: str) -> dict[str, str]:
+        """A manager approves a large order; its checkout goes on at once."""
+        await DBOS.send_async(order_id, "approved", "approval")
+        return {"order_id": order_id, "approval": "sent"}
 
     @app.get("/orders/{order_id}/receipt")
     async def order_receipt(order_id: str) -> dict[str, Any]:
